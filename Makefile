@@ -1,0 +1,80 @@
+# officialaccount-operator. `make help` lists the targets.
+
+K8S_VERSION ?= 1.37.2
+CONTROLLER_TOOLS_VERSION ?= v0.23.0
+IMG ?= ghcr.io/chat-operators/officialaccount-operator:dev
+
+# Everything the Makefile installs lives under bin/ (git-ignored).
+LOCALBIN := $(CURDIR)/bin
+CONTROLLER_GEN := $(LOCALBIN)/controller-gen
+ENVTEST_ASSETS := $(LOCALBIN)/k8s/$(K8S_VERSION)
+GO_PACKAGES := ./api/... ./cmd/... ./controllers/... ./internal/... ./sinks/... ./webhookserver/... ./hack/...
+
+SHELL := /usr/bin/env bash -o pipefail
+.SHELLFLAGS := -ec
+.DEFAULT_GOAL := help
+
+##@ General
+
+.PHONY: help
+help: ## Show the targets, one line each.
+	@awk 'BEGIN {FS = ":.*##"; printf "Usage: make <target>\n"} /^[a-zA-Z_0-9-]+:.*?##/ { printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2 } /^##@/ { printf "\n\033[1m%s\033[0m\n", substr($$0, 5) }' $(MAKEFILE_LIST)
+
+##@ Development
+
+.PHONY: manifests
+manifests: $(CONTROLLER_GEN) ## Generate the CRDs and RBAC in config/ from the API types and markers.
+	$(CONTROLLER_GEN) rbac:roleName=manager-role crd paths="./api/...;./controllers/..." output:crd:artifacts:config=config/crd/bases
+
+.PHONY: generate
+generate: $(CONTROLLER_GEN) ## Generate the API types' DeepCopy methods.
+	$(CONTROLLER_GEN) object paths="./api/..."
+
+.PHONY: fmt
+fmt: ## Run gofmt on the code.
+	gofmt -l -w $(shell git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './bin/*')
+
+.PHONY: vet
+vet: ## Run go vet.
+	go vet $(GO_PACKAGES)
+
+.PHONY: test
+test: manifests generate fmt vet envtest ## Run every test against a real kube-apiserver (envtest); builds what it needs.
+	KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) go test $(GO_PACKAGES) -count=1 -timeout 20m -coverprofile cover.out
+
+.PHONY: envtest
+envtest: $(ENVTEST_ASSETS)/kube-apiserver ## Fetch or build kube-apiserver and etcd for the tests into bin/k8s.
+
+$(ENVTEST_ASSETS)/kube-apiserver:
+	K8S_VERSION=$(K8S_VERSION) hack/envtest-binaries.sh $(ENVTEST_ASSETS)
+
+##@ Build
+
+.PHONY: build
+build: ## Build the manager binary into bin/manager.
+	CGO_ENABLED=0 go build -trimpath -o $(LOCALBIN)/manager ./cmd
+
+.PHONY: run
+run: envtest ## Run the operator: on the cluster of $KUBECONFIG, or on a local control plane it starts.
+	KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) go run ./hack/devenv $(RUN_ARGS)
+
+.PHONY: docker-build
+docker-build: ## Build the container image (needs a container engine).
+	docker build -t $(IMG) .
+
+##@ Deployment
+
+.PHONY: install
+install: manifests ## Install the CRDs into the cluster of $KUBECONFIG.
+	kubectl apply --server-side -f config/crd/bases
+
+.PHONY: uninstall
+uninstall: ## Remove the CRDs (and every stored event) from the cluster of $KUBECONFIG.
+	kubectl delete --ignore-not-found -f config/crd/bases
+
+.PHONY: deploy
+deploy: manifests ## Deploy the operator with kustomize to the cluster of $KUBECONFIG.
+	kubectl apply --server-side -k config/default
+
+$(CONTROLLER_GEN):
+	GOBIN=$(LOCALBIN) go install sigs.k8s.io/controller-tools/cmd/controller-gen@$(CONTROLLER_TOOLS_VERSION)

@@ -1,0 +1,24 @@
+package v1alpha1
+
+// Condition types, following kstatus: Ready is always set; Reconciling and Stalled only
+// while abnormal.
+const (
+	ConditionReady       = "Ready"
+	ConditionReconciling = "Reconciling"
+	ConditionStalled     = "Stalled"
+)
+
+// Condition reasons.
+const (
+	ReasonDelivered       = "Delivered"
+	ReasonDelivering      = "Delivering"
+	ReasonRetrying        = "Retrying"
+	ReasonDeliveryFailed  = "DeliveryFailed"
+	ReasonNoMatchingSinks = "NoMatchingSinks"
+
+	ReasonValid          = "Valid"
+	ReasonSecretNotFound = "SecretNotFound"
+	ReasonInvalidSecret  = "InvalidSecret"
+	ReasonInvalidConfig  = "InvalidConfiguration"
+	ReasonSuspended      = "Suspended"
+)

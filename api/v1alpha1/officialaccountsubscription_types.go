@@ -1,0 +1,193 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// Action says whether members subscribed to or unsubscribed from an Official Account.
+// +kubebuilder:validation:Enum=Subscribe;Unsubscribe
+type Action string
+
+const (
+	// ActionSubscribe comes from OfficialAccount.CallbackAfterAddSubscriber.
+	ActionSubscribe Action = "Subscribe"
+	// ActionUnsubscribe comes from OfficialAccount.CallbackAfterDeleteSubscriber.
+	ActionUnsubscribe Action = "Unsubscribe"
+)
+
+// Labels and annotations the operator sets or reads. Tencent's IDs (like "@TOA#_x") are no
+// valid label values, so labels carry a hash of them; the spec keeps the originals.
+const (
+	LabelSDKAppID            = "officialaccount.chat-operators.dev/sdk-app-id"
+	LabelAction              = "officialaccount.chat-operators.dev/action"
+	LabelOfficialAccountHash = "officialaccount.chat-operators.dev/official-account-hash"
+
+	// AnnotationPart is "i/n" on an event split into n resources because it named more
+	// subscribers than one resource holds.
+	AnnotationPart = "officialaccount.chat-operators.dev/part"
+
+	// AnnotationRetry: setting it to any new value sends failed deliveries round again.
+	AnnotationRetry = "officialaccount.chat-operators.dev/retry"
+)
+
+// MaxSubscribersPerResource bounds one resource's subscriber list; a larger event is
+// split into several resources so that none is dropped and each stays small in etcd.
+const MaxSubscribersPerResource = 500
+
+// OfficialAccountSubscriptionSpec is one webhook event as Tencent sent it.
+// It is immutable: it records what happened.
+// +kubebuilder:validation:XValidation:rule="self.subscriberCount == size(self.subscribers)",message="subscriberCount must equal the number of subscribers"
+type OfficialAccountSubscriptionSpec struct {
+	// SDKAppID of the Chat app that sent the callback.
+	// +kubebuilder:validation:MinLength=1
+	SDKAppID string `json:"sdkAppID"`
+
+	// CallbackCommand as Tencent named it, for example
+	// OfficialAccount.CallbackAfterAddSubscriber.
+	// +kubebuilder:validation:MinLength=1
+	CallbackCommand string `json:"callbackCommand"`
+
+	// Action is Subscribe or Unsubscribe.
+	Action Action `json:"action"`
+
+	// OfficialAccount is the Official Account's user ID, unchanged (e.g. "@TOA#_news").
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=48
+	OfficialAccount string `json:"officialAccount"`
+
+	// OperatorAccount is the UserID that made the change.
+	// +kubebuilder:validation:MaxLength=32
+	// +optional
+	OperatorAccount string `json:"operatorAccount,omitempty"`
+
+	// Subscribers are the members' UserIDs, in the order received.
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=500
+	// +kubebuilder:validation:items:MaxLength=32
+	// +listType=atomic
+	Subscribers []string `json:"subscribers"`
+
+	// SubscriberCount is len(subscribers), kept so that `kubectl get` can show it (printer
+	// columns cannot count a list).
+	// +kubebuilder:validation:Minimum=1
+	SubscriberCount int32 `json:"subscriberCount"`
+
+	// EventTime is Tencent's event timestamp in Unix milliseconds, unchanged.
+	EventTime int64 `json:"eventTime"`
+
+	// ClientIP as given in the callback's query.
+	// +optional
+	ClientIP string `json:"clientIP,omitempty"`
+
+	// OptPlatform as given in the callback's query (RESTAPI, Web, Android, iOS, ...).
+	// +optional
+	OptPlatform string `json:"optPlatform,omitempty"`
+
+	// ReceivedTime is when the webhook server first received the event.
+	ReceivedTime metav1.Time `json:"receivedTime"`
+}
+
+// DeliveryState of one event at one sink.
+// +kubebuilder:validation:Enum=Pending;Delivered;Failed
+type DeliveryState string
+
+const (
+	DeliveryPending   DeliveryState = "Pending"
+	DeliveryDelivered DeliveryState = "Delivered"
+	DeliveryFailed    DeliveryState = "Failed"
+)
+
+// SinkDelivery is the delivery of this event to one SubscriptionSink.
+type SinkDelivery struct {
+	// Name of the SubscriptionSink in the resource's namespace.
+	Name string `json:"name"`
+
+	// State is Pending until the sink accepted the event (Delivered) or the operator gave up
+	// (Failed).
+	State DeliveryState `json:"state"`
+
+	// Attempts made in the current round (the retry annotation starts a new round).
+	// +optional
+	Attempts int32 `json:"attempts,omitempty"`
+
+	// FirstAttemptTime starts the round's give-up window.
+	// +optional
+	FirstAttemptTime *metav1.Time `json:"firstAttemptTime,omitempty"`
+
+	// +optional
+	LastAttemptTime *metav1.Time `json:"lastAttemptTime,omitempty"`
+
+	// NextAttemptTime is when a Pending delivery is tried again.
+	// +optional
+	NextAttemptTime *metav1.Time `json:"nextAttemptTime,omitempty"`
+
+	// +optional
+	DeliveredTime *metav1.Time `json:"deliveredTime,omitempty"`
+
+	// LastError of the latest failed attempt.
+	// +optional
+	LastError string `json:"lastError,omitempty"`
+}
+
+// OfficialAccountSubscriptionStatus is the event's delivery.
+type OfficialAccountSubscriptionStatus struct {
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// Conditions: Ready (delivered to every sink), Reconciling (deliveries in progress),
+	// Stalled (a delivery gave up).
+	// +listType=map
+	// +listMapKey=type
+	// +optional
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+
+	// Sinks are the SubscriptionSinks that matched the event when it was first reconciled.
+	// +listType=map
+	// +listMapKey=name
+	// +optional
+	Sinks []SinkDelivery `json:"sinks,omitempty"`
+
+	// CompletionTime is when the last delivery ended, delivered or failed; retention counts
+	// from it.
+	// +optional
+	CompletionTime *metav1.Time `json:"completionTime,omitempty"`
+
+	// LastHandledRetry is the value of the retry annotation the operator acted on.
+	// +optional
+	LastHandledRetry string `json:"lastHandledRetry,omitempty"`
+}
+
+// OfficialAccountSubscription is one webhook event from Tencent Cloud Chat: members
+// subscribed to or unsubscribed from an Official Account. The operator stores it before
+// it answers Tencent, then delivers it to every matching SubscriptionSink.
+//
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=oasub,categories=officialaccount
+// +kubebuilder:printcolumn:name="Official Account",type=string,JSONPath=`.spec.officialAccount`
+// +kubebuilder:printcolumn:name="Action",type=string,JSONPath=`.spec.action`
+// +kubebuilder:printcolumn:name="Subscribers",type=integer,JSONPath=`.spec.subscriberCount`,description="How many members the event names"
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type OfficialAccountSubscription struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="spec is immutable: it records an event as Tencent sent it"
+	Spec   OfficialAccountSubscriptionSpec   `json:"spec"`
+	Status OfficialAccountSubscriptionStatus `json:"status,omitempty"`
+}
+
+// +kubebuilder:object:root=true
+
+// OfficialAccountSubscriptionList is a list of OfficialAccountSubscriptions.
+type OfficialAccountSubscriptionList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []OfficialAccountSubscription `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&OfficialAccountSubscription{}, &OfficialAccountSubscriptionList{})
+}

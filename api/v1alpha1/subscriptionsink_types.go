@@ -1,0 +1,147 @@
+package v1alpha1
+
+import (
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// SubscriptionSinkSpec says which events go where, and how hard to try.
+// +kubebuilder:validation:XValidation:rule="[has(self.http)].filter(d, d).size() == 1",message="set exactly one destination: http"
+type SubscriptionSinkSpec struct {
+	// SDKAppIDs limits the sink to events from these apps; empty means all.
+	// +listType=set
+	// +optional
+	SDKAppIDs []string `json:"sdkAppIDs,omitempty"`
+
+	// OfficialAccounts limits the sink to events of these Official Account IDs; empty
+	// means all.
+	// +listType=set
+	// +optional
+	OfficialAccounts []string `json:"officialAccounts,omitempty"`
+
+	// Actions limits the sink to these actions; empty means both.
+	// +listType=set
+	// +optional
+	Actions []Action `json:"actions,omitempty"`
+
+	// HTTP delivers each event with a POST.
+	// +optional
+	HTTP *HTTPDestination `json:"http,omitempty"`
+
+	// Retry says how failed deliveries are retried.
+	// +optional
+	Retry RetryPolicy `json:"retry,omitempty"`
+
+	// Suspend pauses deliveries to this sink; they resume, none lost, when it is unset.
+	// +optional
+	Suspend bool `json:"suspend,omitempty"`
+}
+
+// HTTPFormat is how an event is encoded in the request.
+// +kubebuilder:validation:Enum=CloudEvents;Tencent
+type HTTPFormat string
+
+const (
+	// HTTPFormatCloudEvents sends a CloudEvents 1.0 event in binary content mode.
+	HTTPFormatCloudEvents HTTPFormat = "CloudEvents"
+	// HTTPFormatTencent sends the callback body as Tencent sent it.
+	HTTPFormatTencent HTTPFormat = "Tencent"
+)
+
+// HTTPDestination is an HTTP(S) endpoint that receives each event as a POST.
+type HTTPDestination struct {
+	// URL to POST to.
+	// +kubebuilder:validation:XValidation:rule="isURL(self) && (self.startsWith('http://') || self.startsWith('https://'))",message="url must be an absolute http:// or https:// URL"
+	URL string `json:"url"`
+
+	// Format of the request body.
+	// +kubebuilder:default=CloudEvents
+	// +optional
+	Format HTTPFormat `json:"format,omitempty"`
+
+	// SigningSecretRef names a key of a Secret in the sink's namespace that holds a
+	// Standard Webhooks secret ("whsec_" followed by base64). When set, each request carries
+	// webhook-id, webhook-timestamp and webhook-signature headers.
+	// +optional
+	SigningSecretRef *corev1.SecretKeySelector `json:"signingSecretRef,omitempty"`
+
+	// Headers added to each request.
+	// +optional
+	Headers map[string]string `json:"headers,omitempty"`
+
+	// Timeout of one request.
+	// +kubebuilder:default="10s"
+	// +optional
+	Timeout *metav1.Duration `json:"timeout,omitempty"`
+
+	// CABundle is PEM-encoded certificates to trust for an https URL, instead of the
+	// system's.
+	// +optional
+	CABundle []byte `json:"caBundle,omitempty"`
+}
+
+// RetryPolicy is exponential backoff: InitialInterval doubling up to MaxInterval, until
+// GiveUpAfter has passed since the first attempt or MaxAttempts were made.
+type RetryPolicy struct {
+	// +kubebuilder:default="1s"
+	// +optional
+	InitialInterval *metav1.Duration `json:"initialInterval,omitempty"`
+
+	// +kubebuilder:default="5m"
+	// +optional
+	MaxInterval *metav1.Duration `json:"maxInterval,omitempty"`
+
+	// +kubebuilder:default="24h"
+	// +optional
+	GiveUpAfter *metav1.Duration `json:"giveUpAfter,omitempty"`
+
+	// MaxAttempts, when set, gives up after that many attempts even within GiveUpAfter.
+	// +kubebuilder:validation:Minimum=1
+	// +optional
+	MaxAttempts *int32 `json:"maxAttempts,omitempty"`
+}
+
+// SubscriptionSinkStatus says whether the sink can be delivered to.
+type SubscriptionSinkStatus struct {
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// Conditions: Ready says whether the configuration is valid and the Secrets it names
+	// exist.
+	// +listType=map
+	// +listMapKey=type
+	// +optional
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+}
+
+// SubscriptionSink is a downstream system that receives the
+// OfficialAccountSubscriptions of its namespace.
+//
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=oasink,categories=officialaccount
+// +kubebuilder:printcolumn:name="URL",type=string,JSONPath=`.spec.http.url`
+// +kubebuilder:printcolumn:name="Suspended",type=boolean,JSONPath=`.spec.suspend`
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type SubscriptionSink struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec   SubscriptionSinkSpec   `json:"spec"`
+	Status SubscriptionSinkStatus `json:"status,omitempty"`
+}
+
+// +kubebuilder:object:root=true
+
+// SubscriptionSinkList is a list of SubscriptionSinks.
+type SubscriptionSinkList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []SubscriptionSink `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&SubscriptionSink{}, &SubscriptionSinkList{})
+}

@@ -1,0 +1,98 @@
+package controllers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/chat-operators/officialaccount-operator/api/v1alpha1"
+	"github.com/chat-operators/officialaccount-operator/sinks"
+)
+
+// configError is a SubscriptionSink that cannot be delivered to as it stands: a missing
+// Secret, a malformed key. Its reason becomes the sink's Ready condition reason.
+type configError struct {
+	reason string
+	err    error
+}
+
+func (e *configError) Error() string { return e.err.Error() }
+
+// sinkResolver turns a SubscriptionSink into a ready-to-use sinks.Sink: it reads the
+// Secrets the sink names and reuses the built sink until the configuration changes.
+type sinkResolver struct {
+	client   client.Client
+	registry *sinks.Registry
+}
+
+func registryKey(sink *v1alpha1.SubscriptionSink) string {
+	return types.NamespacedName{Namespace: sink.Namespace, Name: sink.Name}.String()
+}
+
+func (r *sinkResolver) resolve(ctx context.Context, sink *v1alpha1.SubscriptionSink) (sinks.Sink, error) {
+	switch {
+	case sink.Spec.HTTP != nil:
+		return r.resolveHTTP(ctx, sink)
+	default:
+		return nil, &configError{reason: v1alpha1.ReasonInvalidConfig, err: errors.New("the sink names no destination")}
+	}
+}
+
+func (r *sinkResolver) resolveHTTP(ctx context.Context, sink *v1alpha1.SubscriptionSink) (sinks.Sink, error) {
+	dest := sink.Spec.HTTP
+	var signingKey []byte
+	fingerprint := fmt.Sprintf("%s/%d", sink.UID, sink.Generation)
+	if ref := dest.SigningSecretRef; ref != nil {
+		value, version, err := r.secretValue(ctx, sink.Namespace, ref)
+		if err != nil {
+			return nil, err
+		}
+		if signingKey, err = sinks.ParseSigningSecret(value); err != nil {
+			return nil, &configError{reason: v1alpha1.ReasonInvalidSecret,
+				err: fmt.Errorf("key %q of Secret %q: %w", ref.Key, ref.Name, err)}
+		}
+		fingerprint += "/" + version
+	}
+	return r.registry.Get(registryKey(sink), fingerprint, func() (sinks.Sink, error) {
+		s, err := sinks.NewHTTP(dest, signingKey)
+		if err != nil {
+			return nil, &configError{reason: v1alpha1.ReasonInvalidConfig, err: err}
+		}
+		return s, nil
+	})
+}
+
+// secretValue reads one key of a Secret in the sink's namespace, and the Secret's
+// resourceVersion so that a changed Secret rebuilds the sink.
+func (r *sinkResolver) secretValue(ctx context.Context, namespace string, ref *corev1.SecretKeySelector) (string, string, error) {
+	var secret corev1.Secret
+	err := r.client.Get(ctx, types.NamespacedName{Namespace: namespace, Name: ref.Name}, &secret)
+	if apierrors.IsNotFound(err) {
+		return "", "", &configError{reason: v1alpha1.ReasonSecretNotFound,
+			err: fmt.Errorf("Secret %q does not exist in namespace %q", ref.Name, namespace)}
+	}
+	if err != nil {
+		return "", "", fmt.Errorf("reading Secret %q: %w", ref.Name, err)
+	}
+	value, ok := secret.Data[ref.Key]
+	if !ok {
+		return "", "", &configError{reason: v1alpha1.ReasonSecretNotFound,
+			err: fmt.Errorf("Secret %q has no key %q", ref.Name, ref.Key)}
+	}
+	return string(value), secret.ResourceVersion, nil
+}
+
+// secretNames lists the Secrets a sink names, for the index that maps a changed Secret to
+// its sinks.
+func secretNames(sink *v1alpha1.SubscriptionSink) []string {
+	var names []string
+	if sink.Spec.HTTP != nil && sink.Spec.HTTP.SigningSecretRef != nil {
+		names = append(names, sink.Spec.HTTP.SigningSecretRef.Name)
+	}
+	return names
+}

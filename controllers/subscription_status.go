@@ -1,0 +1,89 @@
+package controllers
+
+import (
+	"fmt"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/chat-operators/officialaccount-operator/api/v1alpha1"
+)
+
+// summarize computes the conditions and completion time from the per-sink deliveries.
+// It is the one place that decides what the resource's status says.
+func summarize(sub *v1alpha1.OfficialAccountSubscription, now metav1.Time) {
+	st := &sub.Status
+	st.ObservedGeneration = sub.Generation
+	pending, retrying, failed := 0, 0, []v1alpha1.SinkDelivery{}
+	for _, d := range st.Sinks {
+		switch d.State {
+		case v1alpha1.DeliveryPending:
+			pending++
+			if d.Attempts > 0 {
+				retrying++
+			}
+		case v1alpha1.DeliveryFailed:
+			failed = append(failed, d)
+		}
+	}
+
+	ready := metav1.Condition{Type: v1alpha1.ConditionReady, ObservedGeneration: sub.Generation}
+	switch {
+	case len(st.Sinks) == 0:
+		ready.Status, ready.Reason = metav1.ConditionTrue, v1alpha1.ReasonNoMatchingSinks
+		ready.Message = "no SubscriptionSink in this namespace matched the event; nothing to deliver"
+	case len(failed) > 0:
+		ready.Status, ready.Reason = metav1.ConditionFalse, v1alpha1.ReasonDeliveryFailed
+		ready.Message = failureMessage(failed)
+	case retrying > 0:
+		ready.Status, ready.Reason = metav1.ConditionFalse, v1alpha1.ReasonRetrying
+		ready.Message = fmt.Sprintf("%d of %d deliveries pending, %d retrying after an error", pending, len(st.Sinks), retrying)
+	case pending > 0:
+		ready.Status, ready.Reason = metav1.ConditionFalse, v1alpha1.ReasonDelivering
+		ready.Message = fmt.Sprintf("%d of %d deliveries pending", pending, len(st.Sinks))
+	default:
+		ready.Status, ready.Reason = metav1.ConditionTrue, v1alpha1.ReasonDelivered
+		ready.Message = fmt.Sprintf("delivered to %d sink(s)", len(st.Sinks))
+	}
+	meta.SetStatusCondition(&st.Conditions, ready)
+
+	if pending > 0 {
+		meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: v1alpha1.ConditionReconciling,
+			Status: metav1.ConditionTrue, Reason: ready.Reason, Message: ready.Message, ObservedGeneration: sub.Generation})
+		st.CompletionTime = nil
+	} else {
+		meta.RemoveStatusCondition(&st.Conditions, v1alpha1.ConditionReconciling)
+		if st.CompletionTime == nil {
+			st.CompletionTime = &now
+		}
+	}
+	if len(failed) > 0 {
+		meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: v1alpha1.ConditionStalled,
+			Status: metav1.ConditionTrue, Reason: v1alpha1.ReasonDeliveryFailed, Message: ready.Message,
+			ObservedGeneration: sub.Generation})
+	} else {
+		meta.RemoveStatusCondition(&st.Conditions, v1alpha1.ConditionStalled)
+	}
+}
+
+func failureMessage(failed []v1alpha1.SinkDelivery) string {
+	msg := fmt.Sprintf("delivery to sink %q failed after %d attempt(s): %s", failed[0].Name, failed[0].Attempts, failed[0].LastError)
+	if len(failed) > 1 {
+		msg += fmt.Sprintf(" (and %d more failed sink(s))", len(failed)-1)
+	}
+	return msg + fmt.Sprintf("; set the annotation %s to a new value to try again", v1alpha1.AnnotationRetry)
+}
+
+// retentionDeadline is when a finished resource is deleted: delivered ones are kept
+// briefly for inspection, failed ones long enough for someone to look.
+func retentionDeadline(sub *v1alpha1.OfficialAccountSubscription, delivered, failed time.Duration) (time.Time, bool) {
+	if sub.Status.CompletionTime == nil {
+		return time.Time{}, false
+	}
+	keep := delivered
+	if !meta.IsStatusConditionTrue(sub.Status.Conditions, v1alpha1.ConditionReady) {
+		keep = failed
+	}
+	return sub.Status.CompletionTime.Add(keep), true
+}

@@ -1,0 +1,174 @@
+package controllers_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"testing"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/chat-operators/officialaccount-operator/api/v1alpha1"
+	"github.com/chat-operators/officialaccount-operator/internal/operator"
+	"github.com/chat-operators/officialaccount-operator/internal/testenv"
+	"github.com/chat-operators/officialaccount-operator/webhookserver"
+)
+
+// The suite runs the whole operator, as the binary wires it, against a real kube-apiserver.
+const (
+	eventNamespace = "events"
+	plainApp       = "1400000000" // no webhook authentication
+	signedApp      = "1400000001" // authentication on
+	signedAppToken = "test-token-of-1400000001"
+	maxBodyBytes   = 64 << 10
+	retention      = 4 * time.Second
+)
+
+var (
+	env        *envtest.Environment
+	k8s        client.Client
+	webhookURL string
+	stopMgr    context.CancelFunc
+)
+
+func TestControllers(t *testing.T) {
+	RegisterFailHandler(Fail)
+	RunSpecs(t, "Operator suite (envtest)")
+}
+
+var _ = BeforeSuite(func() {
+	logf.SetLogger(zap.New(zap.WriteTo(GinkgoWriter), zap.UseDevMode(true)))
+	env = testenv.NewEnvironment()
+	cfg, err := testenv.Start(env)
+	Expect(err).NotTo(HaveOccurred())
+
+	scheme := operator.NewScheme()
+	k8s, err = client.New(cfg, client.Options{Scheme: scheme})
+	Expect(err).NotTo(HaveOccurred())
+	Expect(k8s.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: eventNamespace}})).To(Succeed())
+
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:                 scheme,
+		Metrics:                metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress: "0",
+	})
+	Expect(err).NotTo(HaveOccurred())
+	opCfg := operator.DefaultConfig()
+	opCfg.Webhook.BindAddress = "127.0.0.1:0"
+	opCfg.Webhook.SDKAppIDs = []string{plainApp, signedApp}
+	opCfg.Webhook.Tokens = map[string]string{signedApp: signedAppToken}
+	opCfg.Webhook.Namespace = eventNamespace
+	opCfg.Webhook.MaxBodyBytes = maxBodyBytes
+	opCfg.DeliveredRetention = retention
+	var ctx context.Context
+	ctx, stopMgr = context.WithCancel(context.Background())
+	server, err := operator.Setup(ctx, mgr, opCfg)
+	Expect(err).NotTo(HaveOccurred())
+	go func() {
+		defer GinkgoRecover()
+		Expect(mgr.Start(ctx)).To(Succeed())
+	}()
+	Eventually(server.Addr).ShouldNot(BeEmpty())
+	webhookURL = "http://" + server.Addr() + opCfg.Webhook.Path
+})
+
+var _ = AfterSuite(func() {
+	if stopMgr != nil {
+		stopMgr()
+	}
+	if env != nil {
+		Expect(env.Stop()).To(Succeed())
+	}
+})
+
+// tencentAnswer is the body Tencent reads.
+type tencentAnswer struct {
+	ActionStatus string
+	ErrorCode    int
+	ErrorInfo    string
+}
+
+// post sends a callback as Tencent does and returns the HTTP status and the answer.
+func post(query url.Values, body []byte) (int, tencentAnswer) {
+	GinkgoHelper()
+	resp, err := http.Post(webhookURL+"?"+query.Encode(), "application/json", bytes.NewReader(body))
+	Expect(err).NotTo(HaveOccurred())
+	defer resp.Body.Close()
+	var a tencentAnswer
+	Expect(json.NewDecoder(resp.Body).Decode(&a)).To(Succeed(), "every answer is the JSON Tencent expects")
+	return resp.StatusCode, a
+}
+
+// query is the query string Tencent appends for a command.
+func query(app, command string) url.Values {
+	return url.Values{
+		"SdkAppid":        {app},
+		"CallbackCommand": {command},
+		"contenttype":     {"json"},
+		"ClientIP":        {"127.0.0.1"},
+		"OptPlatform":     {"RESTAPI"},
+	}
+}
+
+// callback is a subscriber callback body.
+func callback(command, account string, eventTime int64, subscribers ...string) []byte {
+	list := make([]map[string]string, 0, len(subscribers))
+	for _, s := range subscribers {
+		list = append(list, map[string]string{"Subscriber_Account": s})
+	}
+	b, err := json.Marshal(map[string]any{
+		"CallbackCommand":      command,
+		"Official_Account":     account,
+		"Operator_Account":     "107867",
+		"SubscribeAccountList": list,
+		"EventTime":            eventTime,
+	})
+	Expect(err).NotTo(HaveOccurred())
+	return b
+}
+
+// subscriptionsOf lists the stored events of one Official Account.
+func subscriptionsOf(account string) []v1alpha1.OfficialAccountSubscription {
+	GinkgoHelper()
+	var list v1alpha1.OfficialAccountSubscriptionList
+	Expect(k8s.List(context.Background(), &list, client.InNamespace(eventNamespace),
+		client.MatchingLabels{v1alpha1.LabelOfficialAccountHash: webhookserver.OfficialAccountHash(account)})).To(Succeed())
+	return list.Items
+}
+
+// newSink creates an HTTP sink for one Official Account's events, so that tests sharing
+// the event namespace do not see each other's events.
+func newSink(name, account string, receiver *testenv.Receiver, mutate ...func(*v1alpha1.SubscriptionSink)) *v1alpha1.SubscriptionSink {
+	GinkgoHelper()
+	sink := &v1alpha1.SubscriptionSink{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: eventNamespace},
+		Spec: v1alpha1.SubscriptionSinkSpec{
+			OfficialAccounts: []string{account},
+			HTTP:             &v1alpha1.HTTPDestination{URL: receiver.URL},
+		},
+	}
+	for _, m := range mutate {
+		m(sink)
+	}
+	Expect(k8s.Create(context.Background(), sink)).To(Succeed())
+	DeferCleanup(func() { Expect(client.IgnoreNotFound(k8s.Delete(context.Background(), sink))).To(Succeed()) })
+	return sink
+}
+
+// uniqueAccount gives each test its own Official Account ID.
+func uniqueAccount() string {
+	return fmt.Sprintf("@TOA#_t%d", time.Now().UnixNano())
+}

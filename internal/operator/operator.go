@@ -1,0 +1,84 @@
+// Package operator wires the webhook server and the reconcilers into a manager, the same
+// way for the binary and for the tests.
+package operator
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	ctrl "sigs.k8s.io/controller-runtime"
+
+	"github.com/chat-operators/officialaccount-operator/api/v1alpha1"
+	"github.com/chat-operators/officialaccount-operator/controllers"
+	"github.com/chat-operators/officialaccount-operator/sinks"
+	"github.com/chat-operators/officialaccount-operator/webhookserver"
+)
+
+// Config is what the operator does besides being a manager.
+type Config struct {
+	Webhook                 webhookserver.Options
+	DeliveredRetention      time.Duration
+	FailedRetention         time.Duration
+	MaxConcurrentReconciles int
+}
+
+// DefaultConfig has the flags' defaults; SDKAppIDs and Namespace are left for the caller.
+func DefaultConfig() Config {
+	return Config{
+		Webhook: webhookserver.Options{
+			BindAddress:    ":8090",
+			Path:           "/callback",
+			MaxRequestSkew: time.Minute,
+			MaxBodyBytes:   1 << 20,
+			StoreTimeout:   1500 * time.Millisecond,
+		},
+		DeliveredRetention:      time.Hour,
+		FailedRetention:         168 * time.Hour,
+		MaxConcurrentReconciles: 8,
+	}
+}
+
+// NewScheme knows the built-in kinds and this operator's.
+func NewScheme() *runtime.Scheme {
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		panic(err)
+	}
+	if err := v1alpha1.AddToScheme(scheme); err != nil {
+		panic(err)
+	}
+	return scheme
+}
+
+// Setup adds the webhook server (every replica) and the reconcilers (the leader) to mgr,
+// and returns the webhook server.
+func Setup(ctx context.Context, mgr ctrl.Manager, cfg Config) (*webhookserver.Server, error) {
+	server, err := webhookserver.New(mgr.GetClient(), cfg.Webhook)
+	if err != nil {
+		return nil, err
+	}
+	if err := mgr.Add(server); err != nil {
+		return nil, err
+	}
+	if err := mgr.AddReadyzCheck("webhook", server.ReadyCheck); err != nil {
+		return nil, err
+	}
+	registry := sinks.NewRegistry()
+	if err := (&controllers.SubscriptionReconciler{
+		Client:                  mgr.GetClient(),
+		Recorder:                mgr.GetEventRecorder("officialaccount-operator"),
+		Sinks:                   registry,
+		DeliveredRetention:      cfg.DeliveredRetention,
+		FailedRetention:         cfg.FailedRetention,
+		MaxConcurrentReconciles: cfg.MaxConcurrentReconciles,
+	}).SetupWithManager(ctx, mgr); err != nil {
+		return nil, fmt.Errorf("setting up the subscription reconciler: %w", err)
+	}
+	if err := (&controllers.SinkReconciler{Client: mgr.GetClient(), Sinks: registry}).SetupWithManager(ctx, mgr); err != nil {
+		return nil, fmt.Errorf("setting up the sink reconciler: %w", err)
+	}
+	return server, nil
+}

@@ -1,0 +1,176 @@
+package sinks
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/chat-operators/officialaccount-operator/api/v1alpha1"
+)
+
+// DefaultHTTPTimeout applies when a sink sets none.
+const DefaultHTTPTimeout = 10 * time.Second
+
+// HTTP POSTs each event to a URL, as a CloudEvent or as Tencent's own callback body.
+type HTTP struct {
+	url        string
+	format     v1alpha1.HTTPFormat
+	headers    map[string]string
+	signingKey []byte
+	client     *http.Client
+	now        func() time.Time
+}
+
+// NewHTTP builds an HTTP sink; signingKey (from ParseSigningSecret) may be nil.
+func NewHTTP(dest *v1alpha1.HTTPDestination, signingKey []byte) (*HTTP, error) {
+	transport := http.DefaultTransport.(*http.Transport).Clone()
+	if len(dest.CABundle) > 0 {
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(dest.CABundle) {
+			return nil, errors.New("caBundle holds no PEM certificate")
+		}
+		transport.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	}
+	timeout := DefaultHTTPTimeout
+	if dest.Timeout != nil && dest.Timeout.Duration > 0 {
+		timeout = dest.Timeout.Duration
+	}
+	format := dest.Format
+	if format == "" {
+		format = v1alpha1.HTTPFormatCloudEvents
+	}
+	return &HTTP{
+		url:        dest.URL,
+		format:     format,
+		headers:    dest.Headers,
+		signingKey: signingKey,
+		client:     &http.Client{Transport: transport, Timeout: timeout},
+		now:        time.Now,
+	}, nil
+}
+
+// Close drops the sink's idle connections.
+func (h *HTTP) Close() error {
+	h.client.CloseIdleConnections()
+	return nil
+}
+
+// Deliver POSTs the event once. The resource name travels as the idempotency key so that
+// a receiver can drop the repeats that at-least-once delivery allows.
+func (h *HTTP) Deliver(ctx context.Context, event *v1alpha1.OfficialAccountSubscription) error {
+	req, err := h.newRequest(ctx, event)
+	if err != nil {
+		return Permanent(err)
+	}
+	resp, err := h.client.Do(req)
+	if err != nil {
+		return fmt.Errorf("POST %s: %w", h.url, err)
+	}
+	defer resp.Body.Close()
+	// Read a little of the answer for the error message, then drain so the connection is reused.
+	snippet, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+
+	outcome := classifyHTTPStatus(resp.StatusCode)
+	if outcome == httpDelivered {
+		return nil
+	}
+	err = fmt.Errorf("POST %s: %s: %s", h.url, resp.Status, strings.TrimSpace(string(snippet)))
+	if outcome == httpRejected {
+		return Permanent(err)
+	}
+	return &DeliveryError{Err: err, RetryAfter: parseRetryAfter(resp.Header.Get("Retry-After"), h.now())}
+}
+
+func (h *HTTP) newRequest(ctx context.Context, event *v1alpha1.OfficialAccountSubscription) (*http.Request, error) {
+	var body []byte
+	var err error
+	if h.format == v1alpha1.HTTPFormatTencent {
+		body, err = tencentBody(event)
+	} else {
+		body, err = cloudEventData(event)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("encoding the event: %w", err)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, h.url, bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	// The sink's own headers first, so that they cannot override the protocol's.
+	for k, v := range h.headers {
+		req.Header.Set(k, v)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", "officialaccount-operator")
+	req.Header.Set("Idempotency-Key", event.Name)
+	if h.format == v1alpha1.HTTPFormatCloudEvents {
+		setCloudEventHeaders(req.Header, event)
+	}
+	if h.signingKey != nil {
+		now := h.now()
+		req.Header.Set("webhook-id", event.Name)
+		req.Header.Set("webhook-timestamp", strconv.FormatInt(now.Unix(), 10))
+		req.Header.Set("webhook-signature", standardWebhooksSignature(h.signingKey, event.Name, now, body))
+	}
+	return req, nil
+}
+
+// setCloudEventHeaders writes the CloudEvents attributes in binary content mode.
+func setCloudEventHeaders(h http.Header, event *v1alpha1.OfficialAccountSubscription) {
+	h.Set("ce-specversion", cloudEventsSpecVersion)
+	h.Set("ce-id", event.Name)
+	h.Set("ce-source", cloudEventSource(event.Spec.SDKAppID))
+	h.Set("ce-type", cloudEventType(event.Spec.Action))
+	h.Set("ce-subject", event.Spec.OfficialAccount)
+	h.Set("ce-time", eventTime(event.Spec.EventTime).Format(time.RFC3339Nano))
+}
+
+type httpOutcome int
+
+const (
+	httpDelivered httpOutcome = iota
+	httpRetry
+	httpRejected
+)
+
+// classifyHTTPStatus decides what an answer means: 2xx delivered; timeouts, "too early",
+// rate limits and server errors are worth retrying; any other answer is the receiver
+// refusing the event, which retrying will not change.
+func classifyHTTPStatus(code int) httpOutcome {
+	switch {
+	case code >= 200 && code < 300:
+		return httpDelivered
+	case code == http.StatusRequestTimeout, code == http.StatusTooEarly,
+		code == http.StatusTooManyRequests, code >= 500:
+		return httpRetry
+	default:
+		return httpRejected
+	}
+}
+
+// parseRetryAfter reads a Retry-After header in seconds or as an HTTP date; 0 if absent
+// or unreadable.
+func parseRetryAfter(value string, now time.Time) time.Duration {
+	if value == "" {
+		return 0
+	}
+	if seconds, err := strconv.Atoi(strings.TrimSpace(value)); err == nil {
+		if seconds < 0 {
+			return 0
+		}
+		return time.Duration(seconds) * time.Second
+	}
+	if at, err := http.ParseTime(value); err == nil && at.After(now) {
+		return at.Sub(now)
+	}
+	return 0
+}

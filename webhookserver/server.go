@@ -1,0 +1,246 @@
+// Package webhookserver receives Tencent Cloud Chat's Official Account callbacks and
+// stores each subscriber event as OfficialAccountSubscription resources before it answers.
+package webhookserver
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"slices"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-logr/logr"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+)
+
+// Options configure the webhook server; main.go maps each to a flag.
+type Options struct {
+	BindAddress string
+	Path        string
+	// SDKAppIDs are the apps whose callbacks are accepted; others get 403.
+	SDKAppIDs []string
+	// Tokens maps an SDKAppID to its webhook authentication token; an app with a token
+	// must send Sign and RequestTime.
+	Tokens         map[string]string
+	MaxRequestSkew time.Duration
+	MaxBodyBytes   int64
+	// Namespace the resources are created in.
+	Namespace string
+	// StoreTimeout bounds storing one event; it must stay well under Tencent's 2 s so that
+	// Tencent hears FAIL rather than timing out.
+	StoreTimeout time.Duration
+}
+
+// Server is a manager Runnable serving the webhook. It runs on every replica.
+type Server struct {
+	opts      Options
+	client    client.Client
+	log       logr.Logger
+	now       func() time.Time
+	listening atomic.Bool
+	addr      atomic.Value // string
+}
+
+// New checks the options and returns a server that stores events with the client.
+func New(c client.Client, opts Options) (*Server, error) {
+	if len(opts.SDKAppIDs) == 0 {
+		return nil, errors.New("at least one SDKAppID is required (--sdk-app-id)")
+	}
+	for app := range opts.Tokens {
+		if !slices.Contains(opts.SDKAppIDs, app) {
+			return nil, fmt.Errorf("a token is configured for SDKAppID %q, which is not among the accepted SDKAppIDs", app)
+		}
+	}
+	if opts.Namespace == "" {
+		return nil, errors.New("the namespace to store events in is empty")
+	}
+	if opts.StoreTimeout <= 0 || opts.MaxBodyBytes <= 0 || opts.MaxRequestSkew <= 0 {
+		return nil, errors.New("store timeout, body limit and request-time skew must be positive")
+	}
+	return &Server{opts: opts, client: c, log: logf.Log.WithName("webhook"), now: time.Now}, nil
+}
+
+// NeedLeaderElection is false: every replica receives webhooks.
+func (s *Server) NeedLeaderElection() bool { return false }
+
+// Start serves until ctx ends, then lets requests in flight finish storing their events.
+func (s *Server) Start(ctx context.Context) error {
+	ln, err := net.Listen("tcp", s.opts.BindAddress)
+	if err != nil {
+		return fmt.Errorf("webhook server: %w", err)
+	}
+	return s.Serve(ctx, ln)
+}
+
+// Serve serves on ln until ctx ends.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	mux := http.NewServeMux()
+	mux.Handle(s.opts.Path, s)
+	srv := &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      10 * time.Second,
+		IdleTimeout:       90 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+	}
+	s.log.Info("serving Tencent Cloud Chat webhooks", "address", ln.Addr().String(), "path", s.opts.Path)
+	s.addr.Store(ln.Addr().String())
+	s.listening.Store(true)
+	defer s.listening.Store(false)
+
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("webhook server: %w", err)
+	case <-ctx.Done():
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 2*s.opts.StoreTimeout+time.Second)
+	defer cancel()
+	return srv.Shutdown(shutdownCtx)
+}
+
+// Addr is the address the server listens on, once it does ("" before).
+func (s *Server) Addr() string {
+	a, _ := s.addr.Load().(string)
+	return a
+}
+
+// ReadyCheck is a readiness probe: ready once the server listens.
+func (s *Server) ReadyCheck(_ *http.Request) error {
+	if !s.listening.Load() {
+		return errors.New("webhook server is not listening yet")
+	}
+	return nil
+}
+
+// answer is what a request gets; every answer carries the JSON body Tencent expects.
+type answer struct {
+	status  int
+	result  string
+	info    string
+	command string
+	stored  []string
+}
+
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	a := s.handle(w, r)
+	writeAnswer(w, a)
+	requestsTotal.WithLabelValues(commandLabel(a.command), a.result).Inc()
+
+	// Never the query string: it holds Sign.
+	log := s.log.WithValues("command", a.command, "result", a.result, "status", a.status)
+	switch {
+	case a.status >= 500:
+		log.Error(errors.New(a.info), "webhook request not stored")
+	case a.status >= 400:
+		log.Info("webhook request rejected", "reason", a.info, "remote", r.RemoteAddr)
+	default:
+		log.V(1).Info("webhook request handled", "resources", a.stored)
+	}
+}
+
+// handle runs the one path of a request: check the sender, read, parse, store.
+func (s *Server) handle(w http.ResponseWriter, r *http.Request) answer {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		return answer{status: http.StatusMethodNotAllowed, result: "method_not_allowed", info: "the webhook accepts POST only"}
+	}
+	q := parseQuery(r.URL.Query())
+	if err := s.authenticate(q); err != nil {
+		return rejected(q.CallbackCommand, err)
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes))
+	if err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			return answer{status: http.StatusRequestEntityTooLarge, result: "too_large", command: q.CallbackCommand,
+				info: fmt.Sprintf("body is larger than %d bytes", s.opts.MaxBodyBytes)}
+		}
+		return rejected(q.CallbackCommand, badRequest("could not read the body: %v", err))
+	}
+	cb, handled, err := parseCallback(q, body)
+	if err != nil {
+		var reqErr *requestError
+		errors.As(err, &reqErr)
+		return rejected(q.CallbackCommand, reqErr)
+	}
+	if !handled {
+		return answer{status: http.StatusOK, result: "ignored", command: q.CallbackCommand}
+	}
+	return s.store(r.Context(), cb)
+}
+
+func rejected(command string, err *requestError) answer {
+	return answer{status: err.status, result: err.result, info: err.info, command: command}
+}
+
+// authenticate checks that the callback is for one of our apps and, where the app has a
+// token, that it is signed.
+func (s *Server) authenticate(q queryParams) *requestError {
+	if q.SDKAppID == "" {
+		return &requestError{status: http.StatusForbidden, result: "forbidden", info: "SdkAppid is missing from the query"}
+	}
+	if !slices.Contains(s.opts.SDKAppIDs, q.SDKAppID) {
+		return &requestError{status: http.StatusForbidden, result: "forbidden",
+			info: fmt.Sprintf("SdkAppid %q is not an app this operator accepts", q.SDKAppID)}
+	}
+	if token, ok := s.opts.Tokens[q.SDKAppID]; ok {
+		return verifySign(token, q.Sign, q.RequestTime, s.now(), s.opts.MaxRequestSkew)
+	}
+	return nil
+}
+
+// store creates the event's resources and answers OK only once all of them exist. It does
+// not stop when Tencent hangs up: an event stored late is still an event kept.
+func (s *Server) store(ctx context.Context, cb Callback) answer {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.opts.StoreTimeout)
+	defer cancel()
+	start := time.Now()
+	objs := subscriptionsFor(cb, s.opts.Namespace, metav1.NewTime(s.now()))
+	names := make([]string, 0, len(objs))
+	result := "stored"
+	for _, obj := range objs {
+		err := s.client.Create(ctx, obj)
+		switch {
+		case apierrors.IsAlreadyExists(err):
+			result = "duplicate"
+		case apierrors.IsInvalid(err):
+			storeDuration.WithLabelValues("invalid").Observe(time.Since(start).Seconds())
+			return rejected(cb.Command, badRequest("the event is not a valid OfficialAccountSubscription: %v", err))
+		case err != nil:
+			storeDuration.WithLabelValues("error").Observe(time.Since(start).Seconds())
+			return answer{status: http.StatusServiceUnavailable, result: "unavailable", command: cb.Command, stored: names,
+				info: fmt.Sprintf("the event could not be stored within %s and was not accepted: %v", s.opts.StoreTimeout, err)}
+		}
+		names = append(names, obj.Name)
+	}
+	storeDuration.WithLabelValues(result).Observe(time.Since(start).Seconds())
+	return answer{status: http.StatusOK, result: result, command: cb.Command, stored: names}
+}
+
+// tencentAnswer is the response body Tencent Cloud Chat expects.
+type tencentAnswer struct {
+	ActionStatus string `json:"ActionStatus"`
+	ErrorCode    int    `json:"ErrorCode"`
+	ErrorInfo    string `json:"ErrorInfo"`
+}
+
+func writeAnswer(w http.ResponseWriter, a answer) {
+	body := tencentAnswer{ActionStatus: "OK"}
+	if a.status != http.StatusOK {
+		body = tencentAnswer{ActionStatus: "FAIL", ErrorCode: a.status, ErrorInfo: a.info}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(a.status)
+	_ = json.NewEncoder(w).Encode(body)
+}

@@ -1,0 +1,45 @@
+package webhookserver
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// tencentSign is Tencent's webhook signature: lower-case hex SHA-256 of the token followed
+// by the decimal RequestTime (plain SHA-256, not HMAC).
+func tencentSign(token, requestTime string) string {
+	sum := sha256.Sum256([]byte(token + requestTime))
+	return hex.EncodeToString(sum[:])
+}
+
+func unauthorized(info string) *requestError {
+	return &requestError{status: http.StatusUnauthorized, result: "unauthorized", info: info}
+}
+
+// verifySign checks Sign and RequestTime. The scheme signs only the token and the time, so
+// a captured Sign is valid for any body within the window: the window is what limits replay.
+// The errors never include the Sign itself.
+func verifySign(token, sign, requestTime string, now time.Time, maxSkew time.Duration) *requestError {
+	if sign == "" || requestTime == "" {
+		return unauthorized("Sign and RequestTime are required: webhook authentication is configured for this SdkAppid")
+	}
+	seconds, err := strconv.ParseInt(requestTime, 10, 64)
+	if err != nil {
+		return unauthorized("RequestTime is not a Unix time in seconds")
+	}
+	skew := now.Sub(time.Unix(seconds, 0))
+	if skew < -maxSkew || skew > maxSkew {
+		return unauthorized("RequestTime is more than " + maxSkew.String() + " from the server's clock")
+	}
+	want := tencentSign(token, requestTime)
+	// Hex is case-insensitive; lower-casing the caller's input reveals nothing secret.
+	if subtle.ConstantTimeCompare([]byte(want), []byte(strings.ToLower(sign))) != 1 {
+		return unauthorized("Sign does not match the configured token")
+	}
+	return nil
+}
