@@ -1,0 +1,197 @@
+package sinks
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/chat-operators/officialaccount-operator/api/v1alpha1"
+	"github.com/chat-operators/officialaccount-operator/internal/testenv"
+)
+
+func TestClassifyHTTPStatus(t *testing.T) {
+	tests := map[int]httpOutcome{
+		200: httpDelivered, 201: httpDelivered, 202: httpDelivered, 204: httpDelivered, 299: httpDelivered,
+		408: httpRetry, 425: httpRetry, 429: httpRetry, 500: httpRetry, 502: httpRetry, 503: httpRetry, 504: httpRetry,
+		301: httpRejected, 400: httpRejected, 401: httpRejected, 403: httpRejected, 404: httpRejected, 409: httpRejected, 422: httpRejected,
+	}
+	for code, want := range tests {
+		if got := classifyHTTPStatus(code); got != want {
+			t.Errorf("classifyHTTPStatus(%d) = %v, want %v", code, got, want)
+		}
+	}
+}
+
+func TestParseRetryAfter(t *testing.T) {
+	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+	tests := []struct {
+		value string
+		want  time.Duration
+	}{
+		{"", 0},
+		{"120", 2 * time.Minute},
+		{" 5 ", 5 * time.Second},
+		{"-3", 0},
+		{"soon", 0},
+		{now.Add(90 * time.Second).Format(http.TimeFormat), 90 * time.Second},
+		{now.Add(-time.Hour).Format(http.TimeFormat), 0},
+	}
+	for _, tt := range tests {
+		if got := parseRetryAfter(tt.value, now); got != tt.want {
+			t.Errorf("parseRetryAfter(%q) = %s, want %s", tt.value, got, tt.want)
+		}
+	}
+}
+
+func TestStandardWebhooksSignatureMatchesTheSpecificationVector(t *testing.T) {
+	// The test vector published with the Standard Webhooks reference libraries.
+	key, err := ParseSigningSecret("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := standardWebhooksSignature(key, "msg_p5jXN8AQM9LWM0D4loKWxJek", time.Unix(1614265330, 0), []byte(`{"test": 2432232314}`))
+	if want := "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="; got != want {
+		t.Fatalf("signature = %s, want %s", got, want)
+	}
+}
+
+func TestParseSigningSecret(t *testing.T) {
+	for secret, wantErr := range map[string]bool{
+		"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw":   false,
+		"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\n": false, // a Secret made with echo
+		"MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw":         true,
+		"whsec_not base64!":                        true,
+		"whsec_c2hvcnQ=":                           true, // "short"
+	} {
+		if _, err := ParseSigningSecret(secret); (err != nil) != wantErr {
+			t.Errorf("ParseSigningSecret(%q): err = %v, want error %v", secret, err, wantErr)
+		}
+	}
+}
+
+func sampleEvent() *v1alpha1.OfficialAccountSubscription {
+	return &v1alpha1.OfficialAccountSubscription{
+		ObjectMeta: metav1.ObjectMeta{Name: "oasub-0123456789abcdef01234567", Namespace: "events"},
+		Spec: v1alpha1.OfficialAccountSubscriptionSpec{
+			SDKAppID: "1400000000", CallbackCommand: "OfficialAccount.CallbackAfterAddSubscriber",
+			Action: v1alpha1.ActionSubscribe, OfficialAccount: "@TOA#_test_for_penn", OperatorAccount: "107867",
+			Subscribers: []string{"jared", "leckie"}, SubscriberCount: 2, EventTime: 1670574414123,
+		},
+	}
+}
+
+// record answers with status and headers and captures the request it got.
+func record(t *testing.T, status int, header http.Header) (*httptest.Server, *http.Request, *[]byte) {
+	var got http.Request
+	var body []byte
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got = *r.Clone(context.Background())
+		body = make([]byte, r.ContentLength)
+		_, _ = r.Body.Read(body)
+		for k, v := range header {
+			w.Header()[k] = v
+		}
+		w.WriteHeader(status)
+		_, _ = w.Write([]byte("receiver says no"))
+	}))
+	t.Cleanup(srv.Close)
+	return srv, &got, &body
+}
+
+func TestHTTPDeliverTencentFormatResendsTheOriginalBody(t *testing.T) {
+	srv, _, body := record(t, http.StatusOK, nil)
+	sink, err := NewHTTP(&v1alpha1.HTTPDestination{URL: srv.URL, Format: v1alpha1.HTTPFormatTencent}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sink.Deliver(context.Background(), sampleEvent()); err != nil {
+		t.Fatal(err)
+	}
+	var got, want any
+	_ = json.Unmarshal(*body, &got)
+	_ = json.Unmarshal(testenv.Fixture("after-add-subscriber.json"), &want)
+	gotJSON, _ := json.Marshal(got)
+	wantJSON, _ := json.Marshal(want)
+	if string(gotJSON) != string(wantJSON) {
+		t.Fatalf("body = %s\nwant the seed sample %s", gotJSON, wantJSON)
+	}
+}
+
+func TestHTTPDeliverOutcomes(t *testing.T) {
+	tests := []struct {
+		name           string
+		status         int
+		header         http.Header
+		wantErr        bool
+		wantPermanent  bool
+		wantRetryAfter time.Duration
+	}{
+		{name: "accepted", status: http.StatusAccepted},
+		{name: "server error is retried", status: http.StatusBadGateway, wantErr: true},
+		{name: "rate limit honours Retry-After", status: http.StatusTooManyRequests, header: http.Header{"Retry-After": {"7"}},
+			wantErr: true, wantRetryAfter: 7 * time.Second},
+		{name: "not found fails for good", status: http.StatusNotFound, wantErr: true, wantPermanent: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv, req, _ := record(t, tt.status, tt.header)
+			sink, err := NewHTTP(&v1alpha1.HTTPDestination{URL: srv.URL,
+				Headers: map[string]string{"Authorization": "Bearer x", "ce-id": "overridden?"}}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = sink.Deliver(context.Background(), sampleEvent())
+			if (err != nil) != tt.wantErr || IsPermanent(err) != tt.wantPermanent || RetryAfter(err) != tt.wantRetryAfter {
+				t.Fatalf("err = %v (permanent %v, retry after %s)", err, IsPermanent(err), RetryAfter(err))
+			}
+			if req.Header.Get("Authorization") != "Bearer x" {
+				t.Error("the sink's own header was not sent")
+			}
+			if req.Header.Get("ce-id") != sampleEvent().Name || req.Header.Get("Idempotency-Key") != sampleEvent().Name {
+				t.Errorf("ce-id %q / Idempotency-Key %q: the event id must win over configured headers",
+					req.Header.Get("ce-id"), req.Header.Get("Idempotency-Key"))
+			}
+		})
+	}
+}
+
+func TestHTTPDeliverTransportErrorIsRetried(t *testing.T) {
+	srv := httptest.NewServer(http.NotFoundHandler())
+	srv.Close() // nothing listens any more
+	sink, err := NewHTTP(&v1alpha1.HTTPDestination{URL: srv.URL, Timeout: &metav1.Duration{Duration: time.Second}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = sink.Deliver(context.Background(), sampleEvent())
+	if err == nil || IsPermanent(err) {
+		t.Fatalf("err = %v, want a transient error", err)
+	}
+}
+
+func TestNewHTTPRejectsACABundleWithoutCertificates(t *testing.T) {
+	if _, err := NewHTTP(&v1alpha1.HTTPDestination{URL: "https://example.invalid", CABundle: []byte("not PEM")}, nil); err == nil {
+		t.Fatal("accepted a caBundle with no certificate")
+	}
+}
+
+func TestHTTPDeliverTrustsTheCABundle(t *testing.T) {
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	t.Cleanup(srv.Close)
+	untrusting, _ := NewHTTP(&v1alpha1.HTTPDestination{URL: srv.URL}, nil)
+	if err := untrusting.Deliver(context.Background(), sampleEvent()); err == nil {
+		t.Fatal("delivered to a server with an unknown CA without a caBundle")
+	}
+	pem := pemOf(srv.Certificate().Raw)
+	trusting, err := NewHTTP(&v1alpha1.HTTPDestination{URL: srv.URL, CABundle: pem}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := trusting.Deliver(context.Background(), sampleEvent()); err != nil {
+		t.Fatalf("with the caBundle: %v", err)
+	}
+}
