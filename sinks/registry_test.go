@@ -14,8 +14,10 @@ func pemOf(der []byte) []byte {
 
 type countingSink struct{ closed int }
 
-func (c *countingSink) Deliver(context.Context, *v1alpha1.OfficialAccountSubscription) error { return nil }
-func (c *countingSink) Close() error                                                         { c.closed++; return nil }
+func (c *countingSink) Deliver(context.Context, *v1alpha1.OfficialAccountSubscription) error {
+	return nil
+}
+func (c *countingSink) Close() error { c.closed++; return nil }
 
 func TestRegistryReusesUntilTheFingerprintChanges(t *testing.T) {
 	r := NewRegistry()

@@ -1,0 +1,115 @@
+package operator
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+
+	"github.com/chat-operators/officialaccount-operator/webhookserver"
+)
+
+// EnvPrefix: every flag can also be set as OFFICIALACCOUNT_<FLAG_NAME>, e.g.
+// OFFICIALACCOUNT_SDK_APP_ID=1400000000,1400000001.
+const EnvPrefix = "OFFICIALACCOUNT_"
+
+// Flags are the manager's command line.
+type Flags struct {
+	Config                  Config
+	SDKAppIDs               stringList
+	AuthTokenFile           string
+	MetricsAddr, ProbeAddr  string
+	LeaderElect             bool
+	LeaderElectionNamespace string
+	KubeQPS                 float64
+	KubeBurst               int
+	Zap                     zap.Options
+}
+
+// stringList is a repeatable flag; a comma-separated value adds each item.
+type stringList []string
+
+func (l *stringList) String() string { return strings.Join(*l, ",") }
+func (l *stringList) Set(v string) error {
+	for _, item := range strings.Split(v, ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			*l = append(*l, item)
+		}
+	}
+	return nil
+}
+
+// BindFlags registers the flags on fs with their defaults.
+func BindFlags(fs *flag.FlagSet) *Flags {
+	f := &Flags{Config: DefaultConfig()}
+	w := &f.Config.Webhook
+	fs.StringVar(&w.BindAddress, "webhook-bind-address", w.BindAddress, "Address the webhook server listens on.")
+	fs.StringVar(&w.Path, "webhook-path", w.Path, "URL path of the webhook; configure the Tencent Chat console with it.")
+	fs.Var(&f.SDKAppIDs, "sdk-app-id", "SDKAppID whose callbacks are accepted (required; repeatable or comma-separated).")
+	fs.StringVar(&f.AuthTokenFile, "auth-token-file", "", "File of SDKAppID=token lines; an app with a token must send a valid Sign.")
+	fs.DurationVar(&w.MaxRequestSkew, "request-time-skew", w.MaxRequestSkew, "How far a signed RequestTime may be from this server's clock.")
+	fs.Int64Var(&w.MaxBodyBytes, "max-body-bytes", w.MaxBodyBytes, "Largest callback body accepted.")
+	fs.StringVar(&w.Namespace, "event-namespace", "", "Namespace to store events in (default: the pod's namespace).")
+	fs.DurationVar(&w.StoreTimeout, "store-timeout", w.StoreTimeout, "How long storing one event may take before Tencent is answered FAIL (Tencent waits 2s).")
+	fs.DurationVar(&f.Config.DeliveredRetention, "delivered-retention", f.Config.DeliveredRetention, "How long a delivered event is kept.")
+	fs.DurationVar(&f.Config.FailedRetention, "failed-retention", f.Config.FailedRetention, "How long an event whose delivery failed is kept.")
+	fs.IntVar(&f.Config.MaxConcurrentReconciles, "max-concurrent-reconciles", f.Config.MaxConcurrentReconciles, "Events delivered in parallel.")
+	fs.Float64Var(&f.KubeQPS, "kube-api-qps", 100, "Queries per second to the Kubernetes API server.")
+	fs.IntVar(&f.KubeBurst, "kube-api-burst", 200, "Burst of queries to the Kubernetes API server.")
+	fs.StringVar(&f.MetricsAddr, "metrics-bind-address", ":8080", "Address of the Prometheus metrics endpoint; 0 disables it.")
+	fs.StringVar(&f.ProbeAddr, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz probes.")
+	fs.BoolVar(&f.LeaderElect, "leader-elect", true, "Elect a leader to run the reconcilers; every replica serves webhooks.")
+	fs.StringVar(&f.LeaderElectionNamespace, "leader-election-namespace", "", "Namespace of the leader election Lease (default: the pod's namespace).")
+	f.Zap.BindFlags(fs)
+	return f
+}
+
+// Complete applies the environment to flags not given on the command line, then reads
+// what the flags point at (the token file).
+func (f *Flags) Complete(fs *flag.FlagSet) error {
+	if err := applyEnv(fs); err != nil {
+		return err
+	}
+	w := &f.Config.Webhook
+	w.SDKAppIDs = f.SDKAppIDs
+	if w.Namespace == "" {
+		w.Namespace = podNamespace()
+	}
+	if f.AuthTokenFile != "" {
+		tokens, err := webhookserver.LoadTokens(f.AuthTokenFile)
+		if err != nil {
+			return err
+		}
+		w.Tokens = tokens
+	}
+	return nil
+}
+
+// applyEnv sets each flag not given on the command line from its environment variable.
+func applyEnv(fs *flag.FlagSet) error {
+	given := map[string]bool{}
+	fs.Visit(func(fl *flag.Flag) { given[fl.Name] = true })
+	var err error
+	fs.VisitAll(func(fl *flag.Flag) {
+		name := EnvPrefix + strings.ToUpper(strings.ReplaceAll(fl.Name, "-", "_"))
+		if value, ok := os.LookupEnv(name); ok && !given[fl.Name] && err == nil {
+			if setErr := fs.Set(fl.Name, value); setErr != nil {
+				err = fmt.Errorf("%s: %w", name, setErr)
+			}
+		}
+	})
+	return err
+}
+
+// podNamespace is the namespace the operator runs in, or "default" outside a cluster.
+func podNamespace() string {
+	if ns := os.Getenv("POD_NAMESPACE"); ns != "" {
+		return ns
+	}
+	if b, err := os.ReadFile("/var/run/secrets/kubernetes.io/serviceaccount/namespace"); err == nil {
+		return strings.TrimSpace(string(b))
+	}
+	return "default"
+}

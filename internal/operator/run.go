@@ -1,0 +1,45 @@
+package operator
+
+import (
+	"context"
+	"fmt"
+
+	"k8s.io/client-go/rest"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/chat-operators/officialaccount-operator/webhookserver"
+)
+
+// Run runs the manager until ctx ends. started, if not nil, is called with the webhook
+// server once the manager is set up.
+func Run(ctx context.Context, restConfig *rest.Config, f *Flags, started func(*webhookserver.Server)) error {
+	restConfig = rest.CopyConfig(restConfig)
+	restConfig.QPS, restConfig.Burst = float32(f.KubeQPS), f.KubeBurst
+	mgr, err := ctrl.NewManager(restConfig, ctrl.Options{
+		Scheme:                        NewScheme(),
+		Metrics:                       metricsserver.Options{BindAddress: f.MetricsAddr},
+		HealthProbeBindAddress:        f.ProbeAddr,
+		LeaderElection:                f.LeaderElect,
+		LeaderElectionID:              "officialaccount-operator.chat-operators.dev",
+		LeaderElectionNamespace:       f.LeaderElectionNamespace,
+		LeaderElectionReleaseOnCancel: true,
+	})
+	if err != nil {
+		return fmt.Errorf("creating the manager: %w", err)
+	}
+	server, err := Setup(ctx, mgr, f.Config)
+	if err != nil {
+		return err
+	}
+	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
+		return err
+	}
+	if started != nil {
+		started(server)
+	}
+	ctrl.Log.Info("starting", "sdkAppIDs", f.Config.Webhook.SDKAppIDs, "appsWithAuth", len(f.Config.Webhook.Tokens),
+		"eventNamespace", f.Config.Webhook.Namespace)
+	return mgr.Start(ctx)
+}
