@@ -6,6 +6,7 @@ import (
 
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
@@ -16,6 +17,10 @@ import (
 // server once the manager is set up.
 func Run(ctx context.Context, restConfig *rest.Config, f *Flags, started func(*webhookserver.Server)) error {
 	restConfig = rest.CopyConfig(restConfig)
+	leaseNamespace := f.LeaderElectionNamespace
+	if leaseNamespace == "" {
+		leaseNamespace = f.Config.Webhook.Namespace
+	}
 	restConfig.QPS, restConfig.Burst = float32(f.KubeQPS), f.KubeBurst
 	mgr, err := ctrl.NewManager(restConfig, ctrl.Options{
 		Scheme:                        NewScheme(),
@@ -23,8 +28,11 @@ func Run(ctx context.Context, restConfig *rest.Config, f *Flags, started func(*w
 		HealthProbeBindAddress:        f.ProbeAddr,
 		LeaderElection:                f.LeaderElect,
 		LeaderElectionID:              "officialaccount-operator.chat-operators.dev",
-		LeaderElectionNamespace:       f.LeaderElectionNamespace,
+		LeaderElectionNamespace:       leaseNamespace,
 		LeaderElectionReleaseOnCancel: true,
+		// Events, sinks and their Secrets all live in the event namespace: watching only it
+		// keeps the cache small and lets the operator run with a namespaced Role.
+		Cache: cache.Options{DefaultNamespaces: map[string]cache.Config{f.Config.Webhook.Namespace: {}}},
 	})
 	if err != nil {
 		return fmt.Errorf("creating the manager: %w", err)
