@@ -2,13 +2,15 @@
 
 K8S_VERSION ?= 1.37.2
 CONTROLLER_TOOLS_VERSION ?= v0.23.0
+HELM_VERSION ?= v4.3.1
 IMG ?= ghcr.io/chat-operators/officialaccount-operator:dev
 
 # Everything the Makefile installs lives under bin/ (git-ignored).
 LOCALBIN := $(CURDIR)/bin
 CONTROLLER_GEN := $(LOCALBIN)/controller-gen
+HELM := $(LOCALBIN)/helm
 ENVTEST_ASSETS := $(LOCALBIN)/k8s/$(K8S_VERSION)
-GO_PACKAGES := ./api/... ./cmd/... ./controllers/... ./internal/... ./sinks/... ./webhookserver/... ./hack/...
+GO_PACKAGES := ./api/... ./charts/... ./cmd/... ./config/... ./controllers/... ./internal/... ./sinks/... ./webhookserver/... ./hack/...
 
 SHELL := /usr/bin/env bash -o pipefail
 .SHELLFLAGS := -ec
@@ -23,8 +25,9 @@ help: ## Show the targets, one line each.
 ##@ Development
 
 .PHONY: manifests
-manifests: $(CONTROLLER_GEN) ## Generate the CRDs and RBAC in config/ from the API types and markers.
+manifests: $(CONTROLLER_GEN) ## Generate the CRDs and RBAC in config/ and the chart from the API types and markers.
 	$(CONTROLLER_GEN) rbac:roleName=manager-role crd paths="./api/...;./controllers/..." output:crd:artifacts:config=config/crd/bases
+	hack/chart-crds.sh
 
 .PHONY: generate
 generate: $(CONTROLLER_GEN) ## Generate the API types' DeepCopy methods.
@@ -39,8 +42,8 @@ vet: ## Run go vet.
 	go vet $(GO_PACKAGES)
 
 .PHONY: test
-test: manifests generate fmt vet envtest ## Run every test against a real kube-apiserver (envtest); builds what it needs.
-	KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) go test $(GO_PACKAGES) -count=1 -timeout 20m -coverprofile cover.out
+test: manifests generate fmt vet envtest $(HELM) ## Run every test against a real kube-apiserver (envtest); builds what it needs.
+	KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) HELM=$(HELM) go test $(GO_PACKAGES) -count=1 -timeout 20m -coverprofile cover.out
 
 .PHONY: envtest
 envtest: $(ENVTEST_ASSETS)/kube-apiserver ## Fetch or build kube-apiserver and etcd for the tests into bin/k8s.
@@ -75,6 +78,13 @@ uninstall: ## Remove the CRDs (and every stored event) from the cluster of $KUBE
 .PHONY: deploy
 deploy: manifests ## Deploy the operator with kustomize to the cluster of $KUBECONFIG.
 	kubectl apply --server-side -k config/default
+
+$(HELM):
+	GOBIN=$(LOCALBIN) go install helm.sh/helm/v4/cmd/helm@$(HELM_VERSION)
+
+.PHONY: helm-lint
+helm-lint: $(HELM) ## Lint the Helm chart.
+	$(HELM) lint charts/officialaccount-operator --strict -f charts/officialaccount-operator/ci/default-values.yaml
 
 $(CONTROLLER_GEN):
 	GOBIN=$(LOCALBIN) go install sigs.k8s.io/controller-tools/cmd/controller-gen@$(CONTROLLER_TOOLS_VERSION)
