@@ -1,0 +1,139 @@
+// Package config tests the kustomize configuration: it renders, and its samples apply to
+// a real kube-apiserver with the CRDs installed.
+package config
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/chat-operators/officialaccount-operator/api/v1alpha1"
+	"github.com/chat-operators/officialaccount-operator/internal/operator"
+	"github.com/chat-operators/officialaccount-operator/internal/testenv"
+)
+
+// kubectl is the one `make test` provides with kube-apiserver, or the machine's.
+func kubectl(t *testing.T, args ...string) string {
+	t.Helper()
+	bin := filepath.Join(os.Getenv("KUBEBUILDER_ASSETS"), "kubectl")
+	if _, err := os.Stat(bin); err != nil {
+		if bin, err = exec.LookPath("kubectl"); err != nil {
+			t.Fatal("no kubectl: run the tests with `make test`")
+		}
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Dir = testenv.RepoRoot()
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out.String())
+	}
+	return out.String()
+}
+
+func TestDefaultRenders(t *testing.T) {
+	out := kubectl(t, "kustomize", "config/default")
+	for _, want := range []string{
+		"kind: CustomResourceDefinition", "name: officialaccountsubscriptions.officialaccount.chat-operators.dev",
+		"kind: Deployment", "name: officialaccount-operator-controller-manager",
+		"kind: RoleBinding", "name: officialaccount-operator-manager-role",
+		"image: ghcr.io/chat-operators/officialaccount-operator:0.1.0",
+		"namespace: officialaccount-operator-system",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("config/default renders without %q", want)
+		}
+	}
+	if strings.Contains(out, "kind: ClusterRoleBinding") {
+		t.Error("config/default grants cluster-wide rights; the operator needs its namespace only")
+	}
+}
+
+func TestSamplesApplyToARealAPIServer(t *testing.T) {
+	env := testenv.NewEnvironment()
+	cfg, err := testenv.Start(env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = env.Stop() })
+	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := os.WriteFile(kubeconfig, env.KubeConfig, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := client.New(cfg, client.Options{Scheme: operator.NewScheme()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "samples"}}); err != nil {
+		t.Fatal(err)
+	}
+	kubectl(t, "--kubeconfig", kubeconfig, "apply", "-n", "samples", "-k", "config/samples")
+
+	var sink v1alpha1.SubscriptionSink
+	if err := c.Get(ctx, client.ObjectKey{Namespace: "samples", Name: "follower-service"}, &sink); err != nil {
+		t.Fatal(err)
+	}
+	if sink.Spec.HTTP == nil || sink.Spec.HTTP.Format != v1alpha1.HTTPFormatCloudEvents {
+		t.Errorf("sample sink stored as %+v", sink.Spec)
+	}
+	var sub v1alpha1.OfficialAccountSubscription
+	if err := c.Get(ctx, client.ObjectKey{Namespace: "samples", Name: "oasub-303f0340415f9e3bb1a7f96e"}, &sub); err != nil {
+		t.Fatal(err)
+	}
+	// The API server enforces what the API promises: the spec is immutable.
+	sub.Spec.Subscribers = append(sub.Spec.Subscribers, "mallory")
+	sub.Spec.SubscriberCount++
+	if err := c.Update(ctx, &sub); err == nil || !strings.Contains(err.Error(), "spec is immutable") {
+		t.Errorf("changing a stored event's spec: err = %v, want the immutability rule", err)
+	}
+}
+
+func TestTheAPIServerEnforcesTheCRDRules(t *testing.T) {
+	env := testenv.NewEnvironment()
+	cfg, err := testenv.Start(env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = env.Stop() })
+	c, err := client.New(cfg, client.Options{Scheme: operator.NewScheme()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := map[string]struct {
+		obj     client.Object
+		wantErr string
+	}{
+		"a sink without destination": {
+			obj:     &v1alpha1.SubscriptionSink{ObjectMeta: metav1.ObjectMeta{Name: "none", Namespace: "default"}},
+			wantErr: "set exactly one destination",
+		},
+		"a sink with a relative URL": {
+			obj: &v1alpha1.SubscriptionSink{ObjectMeta: metav1.ObjectMeta{Name: "rel", Namespace: "default"},
+				Spec: v1alpha1.SubscriptionSinkSpec{HTTP: &v1alpha1.HTTPDestination{URL: "/hooks"}}},
+			wantErr: "absolute http:// or https:// URL",
+		},
+		"an event whose count disagrees with its subscribers": {
+			obj: &v1alpha1.OfficialAccountSubscription{ObjectMeta: metav1.ObjectMeta{Name: "bad-count", Namespace: "default"},
+				Spec: v1alpha1.OfficialAccountSubscriptionSpec{SDKAppID: "1", CallbackCommand: "c", Action: v1alpha1.ActionSubscribe,
+					OfficialAccount: "@TOA#_a", Subscribers: []string{"a"}, SubscriberCount: 2, EventTime: 1, ReceivedTime: metav1.Now()}},
+			wantErr: "subscriberCount must equal the number of subscribers",
+		},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			err := c.Create(context.Background(), tt.obj)
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("err = %v, want %q", err, tt.wantErr)
+			}
+		})
+	}
+}
