@@ -51,6 +51,10 @@ envtest: $(ENVTEST_ASSETS)/kube-apiserver ## Fetch or build kube-apiserver and e
 $(ENVTEST_ASSETS)/kube-apiserver:
 	K8S_VERSION=$(K8S_VERSION) hack/envtest-binaries.sh $(ENVTEST_ASSETS)
 
+.PHONY: bench
+bench: envtest ## Measure ingest, delivery, latency and memory against the API server's own ceiling.
+	KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) go run ./hack/bench $(BENCH_ARGS)
+
 ##@ Build
 
 .PHONY: build

@@ -9,7 +9,9 @@ import (
 
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/chat-operators/officialaccount-operator/api/v1alpha1"
 	"github.com/chat-operators/officialaccount-operator/controllers"
@@ -56,7 +58,11 @@ func NewScheme() *runtime.Scheme {
 // Setup adds the webhook server (every replica) and the reconcilers (the leader) to mgr,
 // and returns the webhook server.
 func Setup(ctx context.Context, mgr ctrl.Manager, cfg Config) (*webhookserver.Server, error) {
-	server, err := webhookserver.New(mgr.GetClient(), cfg.Webhook)
+	webhookClient, err := unthrottledClient(mgr)
+	if err != nil {
+		return nil, err
+	}
+	server, err := webhookserver.New(webhookClient, cfg.Webhook)
 	if err != nil {
 		return nil, err
 	}
@@ -81,4 +87,14 @@ func Setup(ctx context.Context, mgr ctrl.Manager, cfg Config) (*webhookserver.Se
 		return nil, fmt.Errorf("setting up the sink reconciler: %w", err)
 	}
 	return server, nil
+}
+
+// unthrottledClient is the webhook server's client. Its creates answer Tencent, who waits
+// 2 s, so they must not queue behind a client-side rate limit shared with the
+// reconcilers: the API server's Priority and Fairness protects it instead, and a
+// rejected create becomes 503 FAIL like any other.
+func unthrottledClient(mgr ctrl.Manager) (client.Client, error) {
+	cfg := rest.CopyConfig(mgr.GetConfig())
+	cfg.QPS, cfg.Burst, cfg.RateLimiter = -1, 0, nil
+	return client.New(cfg, client.Options{Scheme: mgr.GetScheme(), Mapper: mgr.GetRESTMapper()})
 }

@@ -21,7 +21,12 @@ func Run(ctx context.Context, restConfig *rest.Config, f *Flags, started func(*w
 	if leaseNamespace == "" {
 		leaseNamespace = f.Config.Webhook.Namespace
 	}
-	restConfig.QPS, restConfig.Burst = float32(f.KubeQPS), f.KubeBurst
+	if f.KubeQPS > 0 {
+		restConfig.QPS, restConfig.Burst = float32(f.KubeQPS), f.KubeBurst
+		if restConfig.Burst <= 0 {
+			restConfig.Burst = int(2 * f.KubeQPS)
+		}
+	}
 	mgr, err := ctrl.NewManager(restConfig, ctrl.Options{
 		Scheme:                        NewScheme(),
 		Metrics:                       metricsserver.Options{BindAddress: f.MetricsAddr},

@@ -1,0 +1,359 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/chat-operators/officialaccount-operator/api/v1alpha1"
+	"github.com/chat-operators/officialaccount-operator/internal/operator"
+	"github.com/chat-operators/officialaccount-operator/internal/testenv"
+	"github.com/chat-operators/officialaccount-operator/webhookserver"
+)
+
+const (
+	benchApp       = "1400000000"
+	eventNamespace = "events"
+)
+
+type config struct {
+	N, C          int
+	RateFraction  float64 // of the measured ingest rate, for the steady phase
+	Duration      time.Duration
+	MemoryObjects int
+	WorkDir       string
+}
+
+type results struct {
+	Machine       string     `json:"machine"`
+	N             int        `json:"n"`
+	C             int        `json:"concurrency"`
+	CeilingPerSec float64    `json:"ceilingCreatesPerSecond"`
+	Ingest        loadResult `json:"ingest"`
+	IngestRatio   float64    `json:"ingestRatio"`
+	EndToEnd      struct {
+		loadResult
+		ReadySeconds   float64 `json:"readySeconds"`
+		ReadyPerSecond float64 `json:"readyPerSecond"`
+		Delivered      int     `json:"deliveredDistinct"`
+		Lost           int     `json:"lost"`
+	} `json:"endToEnd"`
+	EndToEndRatio float64    `json:"endToEndRatio"`
+	Steady        loadResult `json:"steady"`
+	SteadyRate    float64    `json:"steadyRatePerSecond"`
+	Memory        struct {
+		Objects   int     `json:"objectsInCache"`
+		PeakRSSMB float64 `json:"peakRSSMiB"`
+	} `json:"memory"`
+}
+
+func run(ctx context.Context, cfg config, logf func(string, ...any)) (*results, error) {
+	res := &results{N: cfg.N, C: cfg.C, Machine: machine()}
+
+	logf("starting the local control plane")
+	env := testenv.NewEnvironment()
+	restCfg, err := testenv.Start(env)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = env.Stop() }()
+	restCfg = rest.CopyConfig(restCfg)
+	restCfg.QPS, restCfg.Burst = -1, 0 // measure the API server, not a client limit
+	c, err := client.NewWithWatch(restCfg, client.Options{Scheme: operator.NewScheme()})
+	if err != nil {
+		return nil, err
+	}
+	for _, ns := range []string{"ceiling", eventNamespace} {
+		if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+			return nil, err
+		}
+	}
+
+	logf("ceiling: %d creates straight through a client, %d workers", cfg.N, cfg.C)
+	created, elapsed, err := createObjects(ctx, c, "ceiling", "ceiling", cfg.N, cfg.C)
+	if err != nil {
+		return nil, err
+	}
+	res.CeilingPerSec = float64(created) / elapsed.Seconds()
+	if err := c.DeleteAllOf(ctx, &v1alpha1.OfficialAccountSubscription{}, client.InNamespace("ceiling")); err != nil {
+		return nil, err
+	}
+
+	kubeconfig := filepath.Join(cfg.WorkDir, "kubeconfig")
+	if err := os.WriteFile(kubeconfig, env.KubeConfig, 0o600); err != nil {
+		return nil, err
+	}
+	mgr, err := startManager(ctx, cfg.WorkDir, kubeconfig, logf)
+	if err != nil {
+		return nil, err
+	}
+	defer mgr.stop()
+	s := newSender(mgr.webhookURL, benchApp, cfg.C)
+
+	logf("ingest: %d callbacks through the webhook, %d senders", cfg.N, cfg.C)
+	res.Ingest = s.closedLoop(ctx, "@TOA#_bench_ingest", cfg.N, cfg.C)
+	res.IngestRatio = res.Ingest.PerSecond / res.CeilingPerSec
+
+	logf("end to end: %d callbacks to an HTTP sink that answers 200", cfg.N)
+	if err := endToEnd(ctx, c, s, cfg, res); err != nil {
+		return nil, err
+	}
+	res.EndToEndRatio = res.EndToEnd.ReadyPerSecond / res.CeilingPerSec
+
+	res.SteadyRate = res.Ingest.PerSecond * cfg.RateFraction
+	logf("steady load: %.0f callbacks/s for %s, open loop", res.SteadyRate, cfg.Duration)
+	res.Steady = s.openLoop(ctx, "@TOA#_bench_steady", res.SteadyRate, cfg.Duration)
+
+	logf("memory: filling the event namespace to %d resources", cfg.MemoryObjects)
+	if err := fillForMemory(ctx, c, cfg, res); err != nil {
+		return nil, err
+	}
+	res.Memory.PeakRSSMB, err = mgr.peakRSSMiB()
+	return res, err
+}
+
+// createObjects creates n valid events in a namespace with c workers.
+func createObjects(ctx context.Context, c client.Client, namespace, prefix string, n, workers int) (int, time.Duration, error) {
+	var next, created atomic.Int64
+	var firstErr error
+	var once sync.Once
+	var wg sync.WaitGroup
+	start := time.Now()
+	for range workers {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= n || ctx.Err() != nil {
+					return
+				}
+				if err := c.Create(ctx, sampleObject(namespace, fmt.Sprintf("%s-%d", prefix, i), i)); err != nil {
+					once.Do(func() { firstErr = err })
+					return
+				}
+				created.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	return int(created.Load()), time.Since(start), firstErr
+}
+
+func sampleObject(namespace, name string, i int) *v1alpha1.OfficialAccountSubscription {
+	return &v1alpha1.OfficialAccountSubscription{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: namespace, Labels: map[string]string{
+			v1alpha1.LabelSDKAppID: benchApp, v1alpha1.LabelAction: "Subscribe",
+			v1alpha1.LabelOfficialAccountHash: webhookserver.OfficialAccountHash("@TOA#_bench")}},
+		Spec: v1alpha1.OfficialAccountSubscriptionSpec{
+			SDKAppID: benchApp, CallbackCommand: webhookserver.CommandAfterAddSubscriber, Action: v1alpha1.ActionSubscribe,
+			OfficialAccount: "@TOA#_bench", OperatorAccount: "107867", Subscribers: []string{"jared", fmt.Sprintf("user-%d", i)},
+			SubscriberCount: 2, EventTime: 1670574414123 + int64(i), ClientIP: "127.0.0.1", OptPlatform: "RESTAPI",
+			ReceivedTime: metav1.Now(),
+		},
+	}
+}
+
+// endToEnd posts events for a sink and times until every one is Ready, counting what the
+// sink received.
+func endToEnd(ctx context.Context, c client.WithWatch, s *sender, cfg config, res *results) error {
+	const account = "@TOA#_bench_e2e"
+	receiver := testenv.NewReceiver()
+	defer receiver.Close()
+	sink := &v1alpha1.SubscriptionSink{
+		ObjectMeta: metav1.ObjectMeta{Name: "bench", Namespace: eventNamespace},
+		Spec:       v1alpha1.SubscriptionSinkSpec{OfficialAccounts: []string{account}, HTTP: &v1alpha1.HTTPDestination{URL: receiver.URL}},
+	}
+	if err := c.Create(ctx, sink); err != nil {
+		return err
+	}
+	var list v1alpha1.OfficialAccountSubscriptionList
+	w, err := c.Watch(ctx, &list, client.InNamespace(eventNamespace),
+		client.MatchingLabels{v1alpha1.LabelOfficialAccountHash: webhookserver.OfficialAccountHash(account)})
+	if err != nil {
+		return err
+	}
+	defer w.Stop()
+
+	start := time.Now()
+	readyNames := make(chan map[string]bool, 1)
+	go func() { readyNames <- collectReady(w, cfg.N, 5*time.Minute) }()
+	res.EndToEnd.loadResult = s.closedLoop(ctx, account, cfg.N, cfg.C)
+	ready := <-readyNames
+	res.EndToEnd.ReadySeconds = time.Since(start).Seconds()
+	res.EndToEnd.ReadyPerSecond = float64(len(ready)) / res.EndToEnd.ReadySeconds
+
+	delivered := map[string]bool{}
+	for _, r := range receiver.Requests() {
+		delivered[r.Header.Get("ce-id")] = true
+	}
+	res.EndToEnd.Delivered = len(delivered)
+	res.EndToEnd.Lost = res.EndToEnd.OK - len(delivered)
+	for name := range ready {
+		if !delivered[name] {
+			return fmt.Errorf("event %s is Ready but its sink never received it", name)
+		}
+	}
+	return nil
+}
+
+// collectReady reads the watch until want resources are Ready=True (or the timeout).
+func collectReady(w watch.Interface, want int, timeout time.Duration) map[string]bool {
+	ready := map[string]bool{}
+	deadline := time.After(timeout)
+	for len(ready) < want {
+		select {
+		case ev, ok := <-w.ResultChan():
+			if !ok {
+				return ready
+			}
+			if sub, isSub := ev.Object.(*v1alpha1.OfficialAccountSubscription); isSub &&
+				meta.IsStatusConditionTrue(sub.Status.Conditions, v1alpha1.ConditionReady) {
+				ready[sub.Name] = true
+			}
+		case <-deadline:
+			return ready
+		}
+	}
+	return ready
+}
+
+// fillForMemory brings the event namespace to MemoryObjects resources and waits until the
+// operator has reconciled them all, so that all are in its cache and it has worked on them.
+func fillForMemory(ctx context.Context, c client.Client, cfg config, res *results) error {
+	var list v1alpha1.OfficialAccountSubscriptionList
+	if err := c.List(ctx, &list, client.InNamespace(eventNamespace)); err != nil {
+		return err
+	}
+	if missing := cfg.MemoryObjects - len(list.Items); missing > 0 {
+		if _, _, err := createObjects(ctx, c, eventNamespace, "memory", missing, cfg.C); err != nil {
+			return err
+		}
+	}
+	deadline := time.Now().Add(10 * time.Minute)
+	for {
+		if err := c.List(ctx, &list, client.InNamespace(eventNamespace)); err != nil {
+			return err
+		}
+		reconciled := 0
+		for _, s := range list.Items {
+			if meta.FindStatusCondition(s.Status.Conditions, v1alpha1.ConditionReady) != nil {
+				reconciled++
+			}
+		}
+		res.Memory.Objects = len(list.Items)
+		if reconciled == len(list.Items) {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("only %d of %d resources reconciled after 10 minutes", reconciled, len(list.Items))
+		}
+		time.Sleep(2 * time.Second)
+	}
+}
+
+// manager is the real operator binary, run as users run it.
+type manager struct {
+	cmd        *exec.Cmd
+	webhookURL string
+}
+
+func startManager(ctx context.Context, workDir, kubeconfig string, logf func(string, ...any)) (*manager, error) {
+	bin := filepath.Join(workDir, "manager")
+	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd")
+	build.Dir = testenv.RepoRoot()
+	if out, err := build.CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("building the manager: %v\n%s", err, out)
+	}
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	logPath := filepath.Join(workDir, "manager.log")
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		return nil, err
+	}
+	// Production defaults but for the addresses and the namespace.
+	cmd := exec.Command(bin, "--kubeconfig", kubeconfig, "--sdk-app-id", benchApp, "--event-namespace", eventNamespace,
+		"--webhook-bind-address", "127.0.0.1:"+strconv.Itoa(port), "--metrics-bind-address", "0", "--health-probe-bind-address", "0")
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	m := &manager{cmd: cmd, webhookURL: fmt.Sprintf("http://127.0.0.1:%d/callback", port)}
+	logf("manager started (pid %d, log %s)", cmd.Process.Pid, logPath)
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if resp, err := http.Get(m.webhookURL); err == nil {
+			resp.Body.Close()
+			return m, nil
+		}
+		if time.Now().After(deadline) {
+			m.stop()
+			return nil, errors.New("the manager's webhook did not come up in 60 s; see " + logPath)
+		}
+	}
+}
+
+func (m *manager) stop() {
+	_ = m.cmd.Process.Signal(os.Interrupt)
+	done := make(chan struct{})
+	go func() { _ = m.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(15 * time.Second):
+		_ = m.cmd.Process.Kill()
+	}
+}
+
+// peakRSSMiB reads the manager's high-water mark of resident memory.
+func (m *manager) peakRSSMiB() (float64, error) {
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", m.cmd.Process.Pid))
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(status), "\n") {
+		if fields := strings.Fields(line); len(fields) >= 2 && fields[0] == "VmHWM:" {
+			kb, err := strconv.ParseFloat(fields[1], 64)
+			return kb / 1024, err
+		}
+	}
+	return 0, errors.New("no VmHWM in /proc status")
+}
+
+func freePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+func machine() string {
+	cpu := "unknown CPU"
+	if info, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(info), "\n") {
+			if strings.HasPrefix(line, "model name") {
+				cpu = strings.TrimSpace(strings.SplitN(line, ":", 2)[1])
+				break
+			}
+		}
+	}
+	return fmt.Sprintf("%d cores, %s", runtimeNumCPU(), cpu)
+}

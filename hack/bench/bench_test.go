@@ -1,0 +1,36 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+	"time"
+)
+
+// A tiny run of the whole benchmark, so that `make test` keeps it working. It asserts
+// what must hold at any size (nothing lost, every figure measured), never a speed.
+func TestBenchSmoke(t *testing.T) {
+	cfg := config{N: 40, C: 4, RateFraction: 0.5, Duration: 2 * time.Second, MemoryObjects: 150, WorkDir: t.TempDir()}
+	res, err := run(context.Background(), cfg, t.Logf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.CeilingPerSec <= 0 || res.Ingest.OK != cfg.N || res.EndToEnd.OK != cfg.N {
+		t.Fatalf("ceiling %.0f/s, ingest %d OK, end to end %d OK of %d", res.CeilingPerSec, res.Ingest.OK, res.EndToEnd.OK, cfg.N)
+	}
+	if res.EndToEnd.Lost != 0 || res.EndToEnd.Delivered != cfg.N {
+		t.Fatalf("answered OK %d, delivered %d", res.EndToEnd.OK, res.EndToEnd.Delivered)
+	}
+	if res.Steady.Sent == 0 || res.Steady.OK != res.Steady.Sent {
+		t.Fatalf("steady load: %d of %d OK", res.Steady.OK, res.Steady.Sent)
+	}
+	if res.Memory.Objects < cfg.MemoryObjects || res.Memory.PeakRSSMB <= 0 {
+		t.Fatalf("memory phase: %d objects, %.0f MiB", res.Memory.Objects, res.Memory.PeakRSSMB)
+	}
+	var table bytes.Buffer
+	printTable(&table, res)
+	if !strings.Contains(table.String(), "| ingest: events stored through the webhook |") {
+		t.Fatalf("table:\n%s", table.String())
+	}
+}

@@ -1,0 +1,88 @@
+// Command bench measures the operator against the API server's own ceiling, in one run:
+// creates/s straight through a client, events/s through the webhook, events/s end to end
+// to an HTTP sink, answer latency under steady load, and the manager's memory with many
+// resources cached. Every rate is also given as a ratio to the ceiling of the same run.
+//
+//	go run ./hack/bench [-n 3000] [-c 64] [-rate-fraction 0.5] [-duration 30s] [-out bench/results.json]
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"time"
+)
+
+func runtimeNumCPU() int { return runtime.NumCPU() }
+
+func main() {
+	cfg := config{}
+	flag.IntVar(&cfg.N, "n", 3000, "Events per phase.")
+	flag.IntVar(&cfg.C, "c", 64, "Concurrent workers and senders.")
+	flag.Float64Var(&cfg.RateFraction, "rate-fraction", 0.5, "Steady load as a fraction of the measured ingest rate.")
+	flag.DurationVar(&cfg.Duration, "duration", 30*time.Second, "Length of the steady load.")
+	flag.IntVar(&cfg.MemoryObjects, "memory-objects", 20000, "Resources in the manager's cache for the memory figure.")
+	out := flag.String("out", "bench/results.json", "Where to write the figures as JSON.")
+	flag.Parse()
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	work, err := os.MkdirTemp("", "officialaccount-bench-")
+	if err != nil {
+		fail(err)
+	}
+	defer os.RemoveAll(work)
+	cfg.WorkDir = work
+
+	res, err := run(ctx, cfg, func(format string, args ...any) { fmt.Fprintf(os.Stderr, ">> "+format+"\n", args...) })
+	if err != nil {
+		fail(err)
+	}
+	printTable(os.Stdout, res)
+	if err := os.MkdirAll(filepath.Dir(*out), 0o755); err != nil {
+		fail(err)
+	}
+	b, _ := json.MarshalIndent(res, "", "  ")
+	if err := os.WriteFile(*out, append(b, '\n'), 0o644); err != nil {
+		fail(err)
+	}
+	fmt.Printf("\nFigures written to %s\n", *out)
+}
+
+func printTable(w io.Writer, r *results) {
+	verdict := func(ok bool) string {
+		if ok {
+			return "met"
+		}
+		return "MISSED"
+	}
+	e := r.EndToEnd
+	fmt.Fprintf(w, "Machine: %s; N=%d, C=%d\n\n", r.Machine, r.N, r.C)
+	fmt.Fprintf(w, "| measure | result | ratio to ceiling | target |\n|---|---|---|---|\n")
+	fmt.Fprintf(w, "| ceiling: creates straight through a client | %.0f /s | 1.00 | |\n", r.CeilingPerSec)
+	fmt.Fprintf(w, "| ingest: events stored through the webhook | %.0f /s (%d/%d OK) | %.2f | ≥ 0.85: %s |\n",
+		r.Ingest.PerSecond, r.Ingest.OK, r.Ingest.Sent, r.IngestRatio, verdict(r.IngestRatio >= 0.85))
+	fmt.Fprintf(w, "| ingest answer latency p50 / p95 / p99 / max | %.1f / %.1f / %.1f / %.1f ms | | |\n",
+		r.Ingest.Latency.P50ms, r.Ingest.Latency.P95ms, r.Ingest.Latency.P99ms, r.Ingest.Latency.MaxMs)
+	fmt.Fprintf(w, "| end to end: POST to Ready, delivered | %.0f /s (%.1f s for %d) | %.2f | ≥ 0.40: %s |\n",
+		e.ReadyPerSecond, e.ReadySeconds, e.OK, r.EndToEndRatio, verdict(r.EndToEndRatio >= 0.40))
+	fmt.Fprintf(w, "| end to end: answered OK / delivered / lost | %d / %d / %d | | 0 lost: %s |\n",
+		e.OK, e.Delivered, e.Lost, verdict(e.Lost == 0))
+	fmt.Fprintf(w, "| steady load at %.0f /s: p50 / p99 / max | %.1f / %.1f / %.1f ms | | p99 ≤ 100 ms: %s |\n",
+		r.SteadyRate, r.Steady.Latency.P50ms, r.Steady.Latency.P99ms, r.Steady.Latency.MaxMs, verdict(r.Steady.Latency.P99ms <= 100))
+	fmt.Fprintf(w, "| steady load: answers over 1 s / not OK | %d / %d | | 0: %s |\n",
+		r.Steady.OverOneS, r.Steady.Sent-r.Steady.OK, verdict(r.Steady.OverOneS == 0 && r.Steady.OK == r.Steady.Sent))
+	fmt.Fprintf(w, "| manager peak RSS with %d resources cached | %.0f MiB | | ≤ 256 MiB: %s |\n",
+		r.Memory.Objects, r.Memory.PeakRSSMB, verdict(r.Memory.PeakRSSMB <= 256))
+}
+
+func fail(err error) {
+	fmt.Fprintln(os.Stderr, "error:", err)
+	os.Exit(1)
+}
