@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -30,8 +31,9 @@ import (
 // that is resumed or repaired wakes exactly those.
 const pendingSinkIndex = "status.pendingSinks"
 
-// cacheSyncWait bounds how long a reconcile waits to see its own status write.
-const cacheSyncWait = 5 * time.Second
+// cacheCatchUpDelay is how long a reconcile that found the cache behind its own last
+// write waits before trying again.
+const cacheCatchUpDelay = 50 * time.Millisecond
 
 // SubscriptionReconciler delivers each OfficialAccountSubscription to its sinks.
 type SubscriptionReconciler struct {
@@ -45,6 +47,10 @@ type SubscriptionReconciler struct {
 
 	// Now is the clock; tests leave it nil.
 	Now func() time.Time
+
+	// written holds, per object, the resourceVersion of the last status this reconciler
+	// wrote, until the cache has caught up with it.
+	written sync.Map // client.ObjectKey -> string
 }
 
 // +kubebuilder:rbac:groups=officialaccount.chat-operators.dev,resources=officialaccountsubscriptions,verbs=get;list;watch;create;update;patch;delete
@@ -65,10 +71,16 @@ func (r *SubscriptionReconciler) now() time.Time {
 func (r *SubscriptionReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	var sub v1alpha1.OfficialAccountSubscription
 	if err := r.Get(ctx, req.NamespacedName, &sub); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.written.Delete(req.NamespacedName)
+		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	if !sub.DeletionTimestamp.IsZero() {
 		return ctrl.Result{}, nil
+	}
+	if r.cacheIsBehind(&sub) {
+		return ctrl.Result{RequeueAfter: cacheCatchUpDelay}, nil
 	}
 	now := r.now()
 	if deadline, ok := retentionDeadline(&sub, r.DeliveredRetention, r.FailedRetention); ok && !now.Before(deadline) {
@@ -94,28 +106,25 @@ func (r *SubscriptionReconciler) Reconcile(ctx context.Context, req ctrl.Request
 		}
 		return ctrl.Result{}, fmt.Errorf("writing status: %w", err)
 	}
-	r.awaitCache(ctx, client.ObjectKeyFromObject(&sub), sub.ResourceVersion)
+	r.written.Store(client.ObjectKeyFromObject(&sub), sub.ResourceVersion)
 	return ctrl.Result{RequeueAfter: r.requeueAfter(&sub)}, nil
 }
 
-// awaitCache waits, briefly, until the informer cache holds the status just written. A
-// reconcile of the same object queued meanwhile (a sink changed, say) would otherwise read
-// the old status and deliver a second time.
-func (r *SubscriptionReconciler) awaitCache(ctx context.Context, key client.ObjectKey, written string) {
-	ctx, cancel := context.WithTimeout(ctx, cacheSyncWait)
-	defer cancel()
-	var cached v1alpha1.OfficialAccountSubscription
-	for {
-		err := r.Get(ctx, key, &cached)
-		if err != nil || resourceVersionAtLeast(cached.ResourceVersion, written) {
-			return
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(5 * time.Millisecond):
-		}
+// cacheIsBehind reports whether the cache still holds an older status than this
+// reconciler last wrote for the object. A reconcile queued meanwhile (a sink changed, say)
+// would otherwise read the old status and deliver a second time. Rather than block a
+// worker until the watch catches up, the reconcile is retried a moment later.
+func (r *SubscriptionReconciler) cacheIsBehind(sub *v1alpha1.OfficialAccountSubscription) bool {
+	key := client.ObjectKeyFromObject(sub)
+	written, ok := r.written.Load(key)
+	if !ok {
+		return false
 	}
+	if resourceVersionAtLeast(sub.ResourceVersion, written.(string)) {
+		r.written.CompareAndDelete(key, written)
+		return false
+	}
+	return true
 }
 
 // recordMatchingSinks fixes, at the first reconcile, which sinks the event goes to. Sinks

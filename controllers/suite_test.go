@@ -19,7 +19,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/chat-operators/officialaccount-operator/api/v1alpha1"
 	"github.com/chat-operators/officialaccount-operator/internal/operator"
@@ -60,12 +59,6 @@ var _ = BeforeSuite(func() {
 	Expect(err).NotTo(HaveOccurred())
 	Expect(k8s.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: eventNamespace}})).To(Succeed())
 
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme:                 scheme,
-		Metrics:                metricsserver.Options{BindAddress: "0"},
-		HealthProbeBindAddress: "0",
-	})
-	Expect(err).NotTo(HaveOccurred())
 	opCfg := operator.DefaultConfig()
 	opCfg.Webhook.BindAddress = "127.0.0.1:0"
 	opCfg.Webhook.SDKAppIDs = []string{plainApp, signedApp}
@@ -73,6 +66,9 @@ var _ = BeforeSuite(func() {
 	opCfg.Webhook.Namespace = eventNamespace
 	opCfg.Webhook.MaxBodyBytes = maxBodyBytes
 	opCfg.DeliveredRetention = retention
+	// The options the binary uses, but for the addresses and leader election.
+	mgr, err := ctrl.NewManager(cfg, operator.ManagerOptions(&operator.Flags{Config: opCfg, MetricsAddr: "0", ProbeAddr: "0"}))
+	Expect(err).NotTo(HaveOccurred())
 	var ctx context.Context
 	ctx, stopMgr = context.WithCancel(context.Background())
 	server, err := operator.Setup(ctx, mgr, opCfg)

@@ -39,6 +39,7 @@ type config struct {
 	Duration      time.Duration
 	MemoryObjects int
 	WorkDir       string
+	ManagerArgs   []string // extra flags, to compare settings
 }
 
 type results struct {
@@ -58,7 +59,11 @@ type results struct {
 	EndToEndRatio float64    `json:"endToEndRatio"`
 	Steady        loadResult `json:"steady"`
 	SteadyRate    float64    `json:"steadyRatePerSecond"`
-	Memory        struct {
+	// SteadyReference is the same open-loop rate of creates straight through a client, each
+	// followed by one status write as the reconciler makes: what the API server alone
+	// answers under the load every event costs, whatever the operator does.
+	SteadyReference loadResult `json:"steadyReference"`
+	Memory          struct {
 		Objects   int     `json:"objectsInCache"`
 		PeakRSSMB float64 `json:"peakRSSMiB"`
 	} `json:"memory"`
@@ -100,7 +105,7 @@ func run(ctx context.Context, cfg config, logf func(string, ...any)) (*results, 
 	if err := os.WriteFile(kubeconfig, env.KubeConfig, 0o600); err != nil {
 		return nil, err
 	}
-	mgr, err := startManager(ctx, cfg.WorkDir, kubeconfig, logf)
+	mgr, err := startManager(ctx, cfg.WorkDir, kubeconfig, cfg.ManagerArgs, logf)
 	if err != nil {
 		return nil, err
 	}
@@ -120,6 +125,13 @@ func run(ctx context.Context, cfg config, logf func(string, ...any)) (*results, 
 	res.SteadyRate = res.Ingest.PerSecond * cfg.RateFraction
 	logf("steady load: %.0f callbacks/s for %s, open loop", res.SteadyRate, cfg.Duration)
 	res.Steady = s.openLoop(ctx, "@TOA#_bench_steady", res.SteadyRate, cfg.Duration)
+
+	// The reference must not share the API server with the operator's backlog.
+	if err := waitReconciled(ctx, c, 10*time.Minute, nil); err != nil {
+		return nil, err
+	}
+	logf("steady reference: %.0f creates/s, each with a status write, straight through a client for %s", res.SteadyRate, cfg.Duration)
+	res.SteadyReference = referenceSteadyLoad(ctx, c, res.SteadyRate, cfg.Duration)
 
 	logf("memory: filling the event namespace to %d resources", cfg.MemoryObjects)
 	if err := fillForMemory(ctx, c, cfg, res); err != nil {
@@ -167,6 +179,37 @@ func sampleObject(namespace, name string, i int) *v1alpha1.OfficialAccountSubscr
 			ReceivedTime: metav1.Now(),
 		},
 	}
+}
+
+// referenceSteadyLoad creates objects at rate in the "ceiling" namespace and writes one
+// status to each, timing the creates: the floor under the webhook's answer latency.
+func referenceSteadyLoad(ctx context.Context, c client.Client, rate float64, duration time.Duration) loadResult {
+	n := int(rate * duration.Seconds())
+	interval := time.Duration(float64(time.Second) / rate)
+	latencies := make([]time.Duration, n)
+	var ok atomic.Int64
+	var wg sync.WaitGroup
+	start := time.Now()
+	for i := range n {
+		if d := time.Until(start.Add(time.Duration(i) * interval)); d > 0 {
+			time.Sleep(d)
+		}
+		wg.Go(func() {
+			obj := sampleObject("ceiling", fmt.Sprintf("reference-%d", i), i)
+			begin := time.Now()
+			err := c.Create(ctx, obj)
+			latencies[i] = time.Since(begin)
+			if err != nil {
+				return
+			}
+			ok.Add(1)
+			meta.SetStatusCondition(&obj.Status.Conditions, metav1.Condition{Type: v1alpha1.ConditionReady,
+				Status: metav1.ConditionTrue, Reason: v1alpha1.ReasonDelivered, Message: "reference"})
+			_ = c.Status().Update(ctx, obj)
+		})
+	}
+	wg.Wait()
+	return finish(n, int(ok.Load()), time.Since(start), latencies)
 }
 
 // endToEnd posts events for a sink and times until every one is Ready, counting what the
@@ -245,8 +288,14 @@ func fillForMemory(ctx context.Context, c client.Client, cfg config, res *result
 			return err
 		}
 	}
-	deadline := time.Now().Add(10 * time.Minute)
-	for {
+	return waitReconciled(ctx, c, 10*time.Minute, &res.Memory.Objects)
+}
+
+// waitReconciled waits until the operator has reconciled every resource in the event
+// namespace, and reports how many there are.
+func waitReconciled(ctx context.Context, c client.Client, timeout time.Duration, count *int) error {
+	var list v1alpha1.OfficialAccountSubscriptionList
+	for deadline := time.Now().Add(timeout); ; time.Sleep(2 * time.Second) {
 		if err := c.List(ctx, &list, client.InNamespace(eventNamespace)); err != nil {
 			return err
 		}
@@ -256,14 +305,15 @@ func fillForMemory(ctx context.Context, c client.Client, cfg config, res *result
 				reconciled++
 			}
 		}
-		res.Memory.Objects = len(list.Items)
+		if count != nil {
+			*count = len(list.Items)
+		}
 		if reconciled == len(list.Items) {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("only %d of %d resources reconciled after 10 minutes", reconciled, len(list.Items))
+			return fmt.Errorf("only %d of %d resources reconciled after %s", reconciled, len(list.Items), timeout)
 		}
-		time.Sleep(2 * time.Second)
 	}
 }
 
@@ -273,7 +323,7 @@ type manager struct {
 	webhookURL string
 }
 
-func startManager(ctx context.Context, workDir, kubeconfig string, logf func(string, ...any)) (*manager, error) {
+func startManager(ctx context.Context, workDir, kubeconfig string, extraArgs []string, logf func(string, ...any)) (*manager, error) {
 	bin := filepath.Join(workDir, "manager")
 	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd")
 	build.Dir = testenv.RepoRoot()
@@ -290,8 +340,10 @@ func startManager(ctx context.Context, workDir, kubeconfig string, logf func(str
 		return nil, err
 	}
 	// Production defaults but for the addresses and the namespace.
-	cmd := exec.Command(bin, "--kubeconfig", kubeconfig, "--sdk-app-id", benchApp, "--event-namespace", eventNamespace,
-		"--webhook-bind-address", "127.0.0.1:"+strconv.Itoa(port), "--metrics-bind-address", "0", "--health-probe-bind-address", "0")
+	args := append([]string{"--kubeconfig", kubeconfig, "--sdk-app-id", benchApp, "--event-namespace", eventNamespace,
+		"--webhook-bind-address", "127.0.0.1:" + strconv.Itoa(port), "--metrics-bind-address", "0", "--health-probe-bind-address", "0"},
+		extraArgs...)
+	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	if err := cmd.Start(); err != nil {
 		return nil, err

@@ -17,28 +17,13 @@ import (
 // server once the manager is set up.
 func Run(ctx context.Context, restConfig *rest.Config, f *Flags, started func(*webhookserver.Server)) error {
 	restConfig = rest.CopyConfig(restConfig)
-	leaseNamespace := f.LeaderElectionNamespace
-	if leaseNamespace == "" {
-		leaseNamespace = f.Config.Webhook.Namespace
-	}
 	if f.KubeQPS > 0 {
 		restConfig.QPS, restConfig.Burst = float32(f.KubeQPS), f.KubeBurst
 		if restConfig.Burst <= 0 {
 			restConfig.Burst = int(2 * f.KubeQPS)
 		}
 	}
-	mgr, err := ctrl.NewManager(restConfig, ctrl.Options{
-		Scheme:                        NewScheme(),
-		Metrics:                       metricsserver.Options{BindAddress: f.MetricsAddr},
-		HealthProbeBindAddress:        f.ProbeAddr,
-		LeaderElection:                f.LeaderElect,
-		LeaderElectionID:              "officialaccount-operator.chat-operators.dev",
-		LeaderElectionNamespace:       leaseNamespace,
-		LeaderElectionReleaseOnCancel: true,
-		// Events, sinks and their Secrets all live in the event namespace: watching only it
-		// keeps the cache small and lets the operator run with a namespaced Role.
-		Cache: cache.Options{DefaultNamespaces: map[string]cache.Config{f.Config.Webhook.Namespace: {}}},
-	})
+	mgr, err := ctrl.NewManager(restConfig, ManagerOptions(f))
 	if err != nil {
 		return fmt.Errorf("creating the manager: %w", err)
 	}
@@ -55,4 +40,28 @@ func Run(ctx context.Context, restConfig *rest.Config, f *Flags, started func(*w
 	ctrl.Log.Info("starting", "sdkAppIDs", f.Config.Webhook.SDKAppIDs, "appsWithAuth", len(f.Config.Webhook.Tokens),
 		"eventNamespace", f.Config.Webhook.Namespace)
 	return mgr.Start(ctx)
+}
+
+// ManagerOptions are the manager's options for these flags; the tests use them too.
+func ManagerOptions(f *Flags) ctrl.Options {
+	leaseNamespace := f.LeaderElectionNamespace
+	if leaseNamespace == "" {
+		leaseNamespace = f.Config.Webhook.Namespace
+	}
+	return ctrl.Options{
+		Scheme:                        NewScheme(),
+		Metrics:                       metricsserver.Options{BindAddress: f.MetricsAddr},
+		HealthProbeBindAddress:        f.ProbeAddr,
+		LeaderElection:                f.LeaderElect,
+		LeaderElectionID:              "officialaccount-operator.chat-operators.dev",
+		LeaderElectionNamespace:       leaseNamespace,
+		LeaderElectionReleaseOnCancel: true,
+		// Events, sinks and their Secrets all live in the event namespace: watching only it
+		// keeps the cache small and lets the operator run with a namespaced Role. Managed
+		// fields are most of a small object's bytes and the operator never reads them.
+		Cache: cache.Options{
+			DefaultNamespaces: map[string]cache.Config{f.Config.Webhook.Namespace: {}},
+			DefaultTransform:  cache.TransformStripManagedFields(),
+		},
+	}
 }
