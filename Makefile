@@ -42,11 +42,17 @@ vet: ## Run go vet.
 	go vet $(GO_PACKAGES)
 
 .PHONY: test
-test: manifests generate fmt vet envtest $(HELM) ## Run every test against a real kube-apiserver (envtest); builds what it needs.
+test: manifests generate fmt vet envtest postgres $(HELM) ## Run every test against a real kube-apiserver (envtest); builds what it needs.
 	KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) HELM=$(HELM) go test $(GO_PACKAGES) -count=1 -timeout 20m -coverprofile cover.out
 
 .PHONY: envtest
 envtest: $(ENVTEST_ASSETS)/kube-apiserver ## Fetch or build kube-apiserver and etcd for the tests into bin/k8s.
+
+.PHONY: postgres
+postgres: ## Make sure PostgreSQL's server binaries are here for the tests (installs Debian's postgresql if not).
+	@command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
+	  { echo ">> installing Debian's postgresql for the tests"; apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; }
 
 $(ENVTEST_ASSETS)/kube-apiserver:
 	K8S_VERSION=$(K8S_VERSION) hack/envtest-binaries.sh $(ENVTEST_ASSETS)

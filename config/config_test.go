@@ -85,6 +85,13 @@ func TestSamplesApplyToARealAPIServer(t *testing.T) {
 	if sink.Spec.HTTP == nil || sink.Spec.HTTP.Format != v1alpha1.HTTPFormatCloudEvents {
 		t.Errorf("sample sink stored as %+v", sink.Spec)
 	}
+	var pgSink v1alpha1.SubscriptionSink
+	if err := c.Get(ctx, client.ObjectKey{Namespace: "samples", Name: "followers-db"}, &pgSink); err != nil {
+		t.Fatal(err)
+	}
+	if pgSink.Spec.Postgres == nil || pgSink.Spec.Postgres.Table != "officialaccount_subscribers" {
+		t.Errorf("sample postgres sink stored as %+v", pgSink.Spec)
+	}
 	var sub v1alpha1.OfficialAccountSubscription
 	if err := c.Get(ctx, client.ObjectKey{Namespace: "samples", Name: "oasub-303f0340415f9e3bb1a7f96e"}, &sub); err != nil {
 		t.Fatal(err)

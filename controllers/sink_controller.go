@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -23,6 +24,9 @@ import (
 
 // sinkSecretIndex indexes sinks by the Secrets they name.
 const sinkSecretIndex = "spec.secretNames"
+
+// sinkRecheckInterval is how often a sink whose check failed is checked again.
+const sinkRecheckInterval = 30 * time.Second
 
 // SinkReconciler reports in each SubscriptionSink's Ready condition whether it can be
 // delivered to, and releases a deleted sink's connections.
@@ -45,20 +49,29 @@ func (r *SinkReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.
 	patch := client.MergeFrom(sink.DeepCopy())
 	ready := metav1.Condition{Type: v1alpha1.ConditionReady, ObservedGeneration: sink.Generation,
 		Status: metav1.ConditionTrue, Reason: v1alpha1.ReasonValid, Message: "configuration is valid and its Secrets exist"}
-	_, resolveErr := (&sinkResolver{client: r.Client, registry: r.Sinks}).resolve(ctx, &sink)
+	target, resolveErr := (&sinkResolver{client: r.Client, registry: r.Sinks}).resolve(ctx, &sink)
 	var cfgErr *configError
+	var result ctrl.Result
 	switch {
 	case errors.As(resolveErr, &cfgErr):
 		ready.Status, ready.Reason, ready.Message = metav1.ConditionFalse, cfgErr.reason, cfgErr.Error()
 	case resolveErr != nil:
 		return ctrl.Result{}, resolveErr
+	default:
+		if checker, ok := target.(sinks.Checker); ok {
+			if err := checker.Check(ctx); err != nil {
+				ready.Status, ready.Reason, ready.Message = metav1.ConditionFalse, v1alpha1.ReasonCheckFailed, err.Error()
+				// A destination that is down may come back; look again.
+				result.RequeueAfter = sinkRecheckInterval
+			}
+		}
 	}
 	sink.Status.ObservedGeneration = sink.Generation
 	meta.SetStatusCondition(&sink.Status.Conditions, ready)
 	if err := r.Status().Patch(ctx, &sink, patch); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(fmt.Errorf("writing status: %w", err))
 	}
-	return ctrl.Result{}, nil
+	return result, nil
 }
 
 // SetupWithManager watches sinks and the Secrets they name.

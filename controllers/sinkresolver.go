@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -38,6 +39,8 @@ func (r *sinkResolver) resolve(ctx context.Context, sink *v1alpha1.SubscriptionS
 	switch {
 	case sink.Spec.HTTP != nil:
 		return r.resolveHTTP(ctx, sink)
+	case sink.Spec.Postgres != nil:
+		return r.resolvePostgres(ctx, sink)
 	default:
 		return nil, &configError{reason: v1alpha1.ReasonInvalidConfig, err: errors.New("the sink names no destination")}
 	}
@@ -62,6 +65,24 @@ func (r *sinkResolver) resolveHTTP(ctx context.Context, sink *v1alpha1.Subscript
 		s, err := sinks.NewHTTP(dest, signingKey)
 		if err != nil {
 			return nil, &configError{reason: v1alpha1.ReasonInvalidConfig, err: err}
+		}
+		return s, nil
+	})
+}
+
+func (r *sinkResolver) resolvePostgres(ctx context.Context, sink *v1alpha1.SubscriptionSink) (sinks.Sink, error) {
+	dest := sink.Spec.Postgres
+	dsn, version, err := r.secretValue(ctx, sink.Namespace, &dest.DSNSecretRef)
+	if err != nil {
+		return nil, err
+	}
+	createTable := dest.CreateTable == nil || *dest.CreateTable
+	fingerprint := fmt.Sprintf("%s/%d/%s", sink.UID, sink.Generation, version)
+	return r.registry.Get(registryKey(sink), fingerprint, func() (sinks.Sink, error) {
+		s, err := sinks.NewPostgres(strings.TrimSpace(dsn), dest.Table, createTable)
+		if err != nil {
+			return nil, &configError{reason: v1alpha1.ReasonInvalidSecret,
+				err: fmt.Errorf("key %q of Secret %q: %w", dest.DSNSecretRef.Key, dest.DSNSecretRef.Name, err)}
 		}
 		return s, nil
 	})
@@ -93,6 +114,9 @@ func secretNames(sink *v1alpha1.SubscriptionSink) []string {
 	var names []string
 	if sink.Spec.HTTP != nil && sink.Spec.HTTP.SigningSecretRef != nil {
 		names = append(names, sink.Spec.HTTP.SigningSecretRef.Name)
+	}
+	if sink.Spec.Postgres != nil {
+		names = append(names, sink.Spec.Postgres.DSNSecretRef.Name)
 	}
 	return names
 }

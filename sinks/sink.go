@@ -18,6 +18,12 @@ type Sink interface {
 	Close() error
 }
 
+// Checker is a Sink that can tell, without delivering, whether deliveries can succeed
+// (credentials, permissions, a table). Its error is classified like a delivery's.
+type Checker interface {
+	Check(ctx context.Context) error
+}
+
 // DeliveryError says whether a failed delivery is worth trying again.
 type DeliveryError struct {
 	Err error

@@ -20,5 +20,5 @@ const (
 	ReasonSecretNotFound = "SecretNotFound"
 	ReasonInvalidSecret  = "InvalidSecret"
 	ReasonInvalidConfig  = "InvalidConfiguration"
-	ReasonSuspended      = "Suspended"
+	ReasonCheckFailed    = "CheckFailed"
 )

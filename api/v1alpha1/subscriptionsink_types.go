@@ -6,7 +6,7 @@ import (
 )
 
 // SubscriptionSinkSpec says which events go where, and how hard to try.
-// +kubebuilder:validation:XValidation:rule="[has(self.http)].filter(d, d).size() == 1",message="set exactly one destination: http"
+// +kubebuilder:validation:XValidation:rule="[has(self.http), has(self.postgres)].filter(d, d).size() == 1",message="set exactly one destination: http or postgres"
 type SubscriptionSinkSpec struct {
 	// SDKAppIDs limits the sink to events from these apps; empty means all.
 	// +listType=set
@@ -27,6 +27,11 @@ type SubscriptionSinkSpec struct {
 	// HTTP delivers each event with a POST.
 	// +optional
 	HTTP *HTTPDestination `json:"http,omitempty"`
+
+	// Postgres keeps a table of who follows which Official Account in step with the
+	// events.
+	// +optional
+	Postgres *PostgresDestination `json:"postgres,omitempty"`
 
 	// Retry says how failed deliveries are retried.
 	// +optional
@@ -78,6 +83,25 @@ type HTTPDestination struct {
 	// system's.
 	// +optional
 	CABundle []byte `json:"caBundle,omitempty"`
+}
+
+// PostgresDestination is a PostgreSQL table with one row per (SDKAppID, Official Account,
+// subscriber): whether the member follows the account now, as of which event.
+type PostgresDestination struct {
+	// DSNSecretRef names a key of a Secret in the sink's namespace holding a libpq
+	// connection string ("postgres://user:password@host:5432/db?sslmode=require").
+	DSNSecretRef corev1.SecretKeySelector `json:"dsnSecretRef"`
+
+	// Table to keep, optionally schema-qualified.
+	// +kubebuilder:default=officialaccount_subscribers
+	// +kubebuilder:validation:Pattern=`^[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)?$`
+	// +optional
+	Table string `json:"table,omitempty"`
+
+	// CreateTable creates the table if it does not exist.
+	// +kubebuilder:default=true
+	// +optional
+	CreateTable *bool `json:"createTable,omitempty"`
 }
 
 // RetryPolicy is exponential backoff: InitialInterval doubling up to MaxInterval, until

@@ -1,0 +1,113 @@
+package controllers_test
+
+import (
+	"context"
+	"net/http"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/chat-operators/officialaccount-operator/api/v1alpha1"
+	"github.com/chat-operators/officialaccount-operator/internal/testenv"
+	"github.com/chat-operators/officialaccount-operator/webhookserver"
+)
+
+var _ = Describe("A PostgreSQL sink, end to end", Ordered, func() {
+	var pg *testenv.Postgres
+	BeforeAll(func() {
+		var err error
+		pg, err = testenv.StartPostgres()
+		Expect(err).NotTo(HaveOccurred())
+		DeferCleanup(pg.Destroy)
+	})
+
+	postgresSink := func(name, account, password string) *v1alpha1.SubscriptionSink {
+		secret := &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Name: name + "-dsn", Namespace: eventNamespace},
+			StringData: map[string]string{"dsn": pg.DSN(password)},
+		}
+		Expect(k8s.Create(context.Background(), secret)).To(Succeed())
+		DeferCleanup(func() { _ = k8s.Delete(context.Background(), secret) })
+		sink := &v1alpha1.SubscriptionSink{
+			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: eventNamespace},
+			Spec: v1alpha1.SubscriptionSinkSpec{
+				OfficialAccounts: []string{account},
+				Postgres: &v1alpha1.PostgresDestination{DSNSecretRef: corev1.SecretKeySelector{
+					LocalObjectReference: corev1.LocalObjectReference{Name: name + "-dsn"}, Key: "dsn"}},
+			},
+		}
+		Expect(k8s.Create(context.Background(), sink)).To(Succeed())
+		DeferCleanup(func() { _ = k8s.Delete(context.Background(), sink) })
+		return sink
+	}
+
+	It("keeps the table of who follows the account in step with the webhooks", func() {
+		account := uniqueAccount()
+		postgresSink("followers-db", account, pg.Password)
+		for _, e := range []struct {
+			command     string
+			eventTime   int64
+			subscribers []string
+		}{
+			{webhookserver.CommandAfterAddSubscriber, 1670574414123, []string{"jared", "leckie"}},
+			{webhookserver.CommandAfterDeleteSubscriber, 1670574499000, []string{"jared"}},
+		} {
+			status, answer := post(query(plainApp, e.command), callback(e.command, account, e.eventTime, e.subscribers...))
+			Expect(status).To(Equal(http.StatusOK), answer.ErrorInfo)
+		}
+		Eventually(func() int {
+			n := 0
+			for _, s := range subscriptionsOf(account) {
+				if isReady(&s) && readyCondition(&s).Reason == v1alpha1.ReasonDelivered {
+					n++
+				}
+			}
+			return n
+		}).Should(Equal(2))
+
+		conn, err := pgx.Connect(context.Background(), pg.DSN(pg.Password))
+		Expect(err).NotTo(HaveOccurred())
+		defer conn.Close(context.Background())
+		following := map[string]bool{}
+		rows, err := conn.Query(context.Background(),
+			"SELECT subscriber, subscribed FROM officialaccount_subscribers WHERE official_account = $1", account)
+		Expect(err).NotTo(HaveOccurred())
+		for rows.Next() {
+			var who string
+			var subscribed bool
+			Expect(rows.Scan(&who, &subscribed)).To(Succeed())
+			following[who] = subscribed
+		}
+		Expect(following).To(Equal(map[string]bool{"jared": false, "leckie": true}))
+	})
+
+	It("reports a wrong password on the sink and fails the delivery with a readable error", func() {
+		account := uniqueAccount()
+		sink := postgresSink("wrong-password-db", account, "not-the-password")
+		Eventually(func() string {
+			var got v1alpha1.SubscriptionSink
+			_ = k8s.Get(context.Background(), client.ObjectKeyFromObject(sink), &got)
+			if c := meta.FindStatusCondition(got.Status.Conditions, v1alpha1.ConditionReady); c != nil && c.Status == metav1.ConditionFalse {
+				return c.Reason + ": " + c.Message
+			}
+			return ""
+		}).Should(SatisfyAll(HavePrefix(v1alpha1.ReasonCheckFailed+": "), ContainSubstring("refused the credentials")))
+
+		status, _ := post(query(plainApp, webhookserver.CommandAfterAddSubscriber),
+			callback(webhookserver.CommandAfterAddSubscriber, account, time.Now().UnixMilli(), "jared"))
+		Expect(status).To(Equal(http.StatusOK))
+		sub := onlySubscription(account)
+		failed := waitFor(sub.Name, func(s *v1alpha1.OfficialAccountSubscription) bool {
+			return meta.IsStatusConditionTrue(s.Status.Conditions, v1alpha1.ConditionStalled)
+		})
+		Expect(failed.Status.Sinks[0].Attempts).To(BeEquivalentTo(1), "a refused password is not retried")
+		Expect(failed.Status.Sinks[0].LastError).To(ContainSubstring("refused the credentials"))
+		Expect(failed.Status.Sinks[0].LastError).NotTo(ContainSubstring("not-the-password"))
+	})
+})

@@ -1,0 +1,144 @@
+package sinks
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/chat-operators/officialaccount-operator/api/v1alpha1"
+)
+
+// DefaultPostgresTable is the table a postgres sink keeps when it names none.
+const DefaultPostgresTable = "officialaccount_subscribers"
+
+// Postgres keeps one row per (sdk_app_id, official_account, subscriber) in step with the
+// events: Subscribe sets subscribed, Unsubscribe clears it, and only an event newer than
+// the row's changes it, so late and repeated events never undo a newer one.
+type Postgres struct {
+	pool        *pgxpool.Pool
+	table       pgx.Identifier
+	createTable bool
+
+	mu      sync.Mutex
+	created bool
+}
+
+// NewPostgres makes a sink with its own connection pool; it connects on first use.
+func NewPostgres(dsn, table string, createTable bool) (*Postgres, error) {
+	cfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		// pgx's message may quote the DSN, password included: say only what is wrong.
+		return nil, errors.New("the connection string is not a valid libpq DSN or URL")
+	}
+	cfg.MaxConns = 4
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	if err != nil {
+		return nil, err
+	}
+	if table == "" {
+		table = DefaultPostgresTable
+	}
+	return &Postgres{pool: pool, table: pgx.Identifier(strings.Split(table, ".")), createTable: createTable}, nil
+}
+
+// Close closes the pool.
+func (p *Postgres) Close() error {
+	p.pool.Close()
+	return nil
+}
+
+// Check tells whether deliveries can succeed: the database answers, takes the
+// credentials, has the table (creating it if asked to) and lets the user write it.
+func (p *Postgres) Check(ctx context.Context) error {
+	table := p.table.Sanitize()
+	if err := p.ensureTable(ctx, table); err != nil {
+		return err
+	}
+	var canWrite bool
+	err := p.pool.QueryRow(ctx, "SELECT has_table_privilege($1, 'INSERT, UPDATE')", table).Scan(&canWrite)
+	if err != nil {
+		return classifyPostgresError(err)
+	}
+	if !canWrite {
+		return Permanent(fmt.Errorf("PostgreSQL: the user may not INSERT and UPDATE %s", table))
+	}
+	return nil
+}
+
+// PostgresTableDDL is the table a postgres sink keeps.
+func PostgresTableDDL(table string) string {
+	return fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s (
+  sdk_app_id       text        NOT NULL,
+  official_account text        NOT NULL,
+  subscriber       text        NOT NULL,
+  subscribed       boolean     NOT NULL,
+  event_time       timestamptz NOT NULL,
+  operator         text        NOT NULL,
+  event_id         text        NOT NULL,
+  updated_at       timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (sdk_app_id, official_account, subscriber)
+)`, table)
+}
+
+// Deliver applies the event to every subscriber's row in one statement: one transaction,
+// one round trip, however many subscribers.
+func (p *Postgres) Deliver(ctx context.Context, event *v1alpha1.OfficialAccountSubscription) error {
+	table := p.table.Sanitize()
+	if err := p.ensureTable(ctx, table); err != nil {
+		return err
+	}
+	upsert := fmt.Sprintf(`INSERT INTO %[1]s AS t
+  (sdk_app_id, official_account, subscriber, subscribed, event_time, operator, event_id, updated_at)
+SELECT $1, $2, s, $3, to_timestamp($4::bigint / 1000.0), $5, $6, now()
+FROM (SELECT DISTINCT unnest($7::text[]) AS s) AS subscribers
+ON CONFLICT (sdk_app_id, official_account, subscriber) DO UPDATE
+SET subscribed = EXCLUDED.subscribed, event_time = EXCLUDED.event_time, operator = EXCLUDED.operator,
+    event_id = EXCLUDED.event_id, updated_at = now()
+WHERE t.event_time < EXCLUDED.event_time`, table)
+	spec := event.Spec
+	_, err := p.pool.Exec(ctx, upsert, spec.SDKAppID, spec.OfficialAccount, spec.Action == v1alpha1.ActionSubscribe,
+		spec.EventTime, spec.OperatorAccount, event.Name, spec.Subscribers)
+	return classifyPostgresError(err)
+}
+
+func (p *Postgres) ensureTable(ctx context.Context, table string) error {
+	if !p.createTable {
+		return nil
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.created {
+		return nil
+	}
+	if _, err := p.pool.Exec(ctx, PostgresTableDDL(table)); err != nil {
+		return classifyPostgresError(err)
+	}
+	p.created = true
+	return nil
+}
+
+// classifyPostgresError fails for good what retrying cannot mend (credentials, rights, a
+// missing database or table) and retries the rest: connection losses, serialization
+// failures, deadlocks, a server starting up.
+func classifyPostgresError(err error) error {
+	if err == nil {
+		return nil
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		switch pgErr.Code[:2] {
+		case "28": // invalid authorization specification, invalid password
+			return Permanent(fmt.Errorf("PostgreSQL refused the credentials: %s (SQLSTATE %s)", pgErr.Message, pgErr.Code))
+		case "3D", "42": // no such database; syntax or access rule violation
+			return Permanent(fmt.Errorf("PostgreSQL: %s (SQLSTATE %s)", pgErr.Message, pgErr.Code))
+		}
+		return fmt.Errorf("PostgreSQL: %s (SQLSTATE %s)", pgErr.Message, pgErr.Code)
+	}
+	return fmt.Errorf("PostgreSQL: %w", err)
+}
