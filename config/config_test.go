@@ -92,6 +92,13 @@ func TestSamplesApplyToARealAPIServer(t *testing.T) {
 	if pgSink.Spec.Postgres == nil || pgSink.Spec.Postgres.Table != "officialaccount_subscribers" {
 		t.Errorf("sample postgres sink stored as %+v", pgSink.Spec)
 	}
+	var natsSink v1alpha1.SubscriptionSink
+	if err := c.Get(ctx, client.ObjectKey{Namespace: "samples", Name: "broker"}, &natsSink); err != nil {
+		t.Fatal(err)
+	}
+	if natsSink.Spec.NATS == nil || natsSink.Spec.NATS.JetStream == nil || !*natsSink.Spec.NATS.JetStream {
+		t.Errorf("sample nats sink stored as %+v", natsSink.Spec)
+	}
 	var sub v1alpha1.OfficialAccountSubscription
 	if err := c.Get(ctx, client.ObjectKey{Namespace: "samples", Name: "oasub-303f0340415f9e3bb1a7f96e"}, &sub); err != nil {
 		t.Fatal(err)

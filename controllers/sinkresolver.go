@@ -41,6 +41,8 @@ func (r *sinkResolver) resolve(ctx context.Context, sink *v1alpha1.SubscriptionS
 		return r.resolveHTTP(ctx, sink)
 	case sink.Spec.Postgres != nil:
 		return r.resolvePostgres(ctx, sink)
+	case sink.Spec.NATS != nil:
+		return r.resolveNATS(ctx, sink)
 	default:
 		return nil, &configError{reason: v1alpha1.ReasonInvalidConfig, err: errors.New("the sink names no destination")}
 	}
@@ -88,6 +90,38 @@ func (r *sinkResolver) resolvePostgres(ctx context.Context, sink *v1alpha1.Subsc
 	})
 }
 
+func (r *sinkResolver) resolveNATS(ctx context.Context, sink *v1alpha1.SubscriptionSink) (sinks.Sink, error) {
+	dest := sink.Spec.NATS
+	var creds sinks.NATSCredentials
+	fingerprint := fmt.Sprintf("%s/%d", sink.UID, sink.Generation)
+	if ref := dest.CredentialsSecretRef; ref != nil {
+		var secret corev1.Secret
+		err := r.client.Get(ctx, types.NamespacedName{Namespace: sink.Namespace, Name: ref.Name}, &secret)
+		if apierrors.IsNotFound(err) {
+			return nil, &configError{reason: v1alpha1.ReasonSecretNotFound,
+				err: fmt.Errorf("Secret %q does not exist in namespace %q", ref.Name, sink.Namespace)}
+		}
+		if err != nil {
+			return nil, fmt.Errorf("reading Secret %q: %w", ref.Name, err)
+		}
+		creds = sinks.NATSCredentials{User: string(secret.Data["user"]), Password: string(secret.Data["password"]),
+			Token: string(secret.Data["token"]), Creds: secret.Data["creds"]}
+		if creds.User == "" && creds.Token == "" && len(creds.Creds) == 0 {
+			return nil, &configError{reason: v1alpha1.ReasonInvalidSecret,
+				err: fmt.Errorf(`Secret %q has none of the keys "user" and "password", "token" or "creds"`, ref.Name)}
+		}
+		fingerprint += "/" + secret.ResourceVersion
+	}
+	useJetStream := dest.JetStream == nil || *dest.JetStream
+	return r.registry.Get(registryKey(sink), fingerprint, func() (sinks.Sink, error) {
+		s, err := sinks.NewNATS(dest.URL, creds, dest.Subject, useJetStream, dest.CreateStream)
+		if err != nil {
+			return nil, &configError{reason: v1alpha1.ReasonInvalidConfig, err: err}
+		}
+		return s, nil
+	})
+}
+
 // secretValue reads one key of a Secret in the sink's namespace, and the Secret's
 // resourceVersion so that a changed Secret rebuilds the sink.
 func (r *sinkResolver) secretValue(ctx context.Context, namespace string, ref *corev1.SecretKeySelector) (string, string, error) {
@@ -117,6 +151,9 @@ func secretNames(sink *v1alpha1.SubscriptionSink) []string {
 	}
 	if sink.Spec.Postgres != nil {
 		names = append(names, sink.Spec.Postgres.DSNSecretRef.Name)
+	}
+	if sink.Spec.NATS != nil && sink.Spec.NATS.CredentialsSecretRef != nil {
+		names = append(names, sink.Spec.NATS.CredentialsSecretRef.Name)
 	}
 	return names
 }

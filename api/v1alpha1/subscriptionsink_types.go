@@ -6,7 +6,7 @@ import (
 )
 
 // SubscriptionSinkSpec says which events go where, and how hard to try.
-// +kubebuilder:validation:XValidation:rule="[has(self.http), has(self.postgres)].filter(d, d).size() == 1",message="set exactly one destination: http or postgres"
+// +kubebuilder:validation:XValidation:rule="[has(self.http), has(self.postgres), has(self.nats)].filter(d, d).size() == 1",message="set exactly one destination: http, postgres or nats"
 type SubscriptionSinkSpec struct {
 	// SDKAppIDs limits the sink to events from these apps; empty means all.
 	// +listType=set
@@ -32,6 +32,10 @@ type SubscriptionSinkSpec struct {
 	// events.
 	// +optional
 	Postgres *PostgresDestination `json:"postgres,omitempty"`
+
+	// NATS publishes each event to a NATS subject, by default through JetStream.
+	// +optional
+	NATS *NATSDestination `json:"nats,omitempty"`
 
 	// Retry says how failed deliveries are retried.
 	// +optional
@@ -102,6 +106,36 @@ type PostgresDestination struct {
 	// +kubebuilder:default=true
 	// +optional
 	CreateTable *bool `json:"createTable,omitempty"`
+}
+
+// NATSDestination publishes each event as a CloudEvent (structured JSON) with the header
+// Nats-Msg-Id set to the event id, so JetStream's duplicate window drops redeliveries.
+type NATSDestination struct {
+	// URL of the NATS server(s), comma-separated: nats://nats.default.svc:4222.
+	// +kubebuilder:validation:MinLength=1
+	URL string `json:"url"`
+
+	// CredentialsSecretRef names a Secret in the sink's namespace with either the keys
+	// "user" and "password", or "token", or "creds" (the contents of a .creds file).
+	// +optional
+	CredentialsSecretRef *corev1.LocalObjectReference `json:"credentialsSecretRef,omitempty"`
+
+	// Subject to publish to. {action} (subscribe or unsubscribe), {sdkAppID} and
+	// {officialAccountHash} are replaced by the event's values.
+	// +kubebuilder:default="officialaccount.{action}"
+	// +optional
+	Subject string `json:"subject,omitempty"`
+
+	// JetStream waits for the stream's acknowledgement of each message. Without it,
+	// delivery ends when the server has the message (core NATS: no persistence).
+	// +kubebuilder:default=true
+	// +optional
+	JetStream *bool `json:"jetStream,omitempty"`
+
+	// CreateStream creates a stream for the subject when none is bound to it; by default
+	// such a delivery fails instead, so that no stream appears unasked.
+	// +optional
+	CreateStream bool `json:"createStream,omitempty"`
 }
 
 // RetryPolicy is exponential backoff: InitialInterval doubling up to MaxInterval, until

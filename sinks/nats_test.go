@@ -1,0 +1,150 @@
+package sinks
+
+import (
+	"context"
+	"encoding/json"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/chat-operators/officialaccount-operator/api/v1alpha1"
+	"github.com/chat-operators/officialaccount-operator/internal/testenv"
+)
+
+func natsEvent(name string) *v1alpha1.OfficialAccountSubscription {
+	e := sampleEvent()
+	e.Name = name
+	return e
+}
+
+// subscriberStream makes the stream an app would have for the subscribe events.
+func subscriberStream(t *testing.T, url string) jetstream.Stream {
+	t.Helper()
+	conn, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(conn.Close)
+	js, _ := jetstream.New(conn)
+	stream, err := js.CreateStream(context.Background(), jetstream.StreamConfig{Name: "SUBSCRIBERS", Subjects: []string{"officialaccount.>"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return stream
+}
+
+func messages(t *testing.T, stream jetstream.Stream) uint64 {
+	t.Helper()
+	info, err := stream.Info(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.State.Msgs
+}
+
+func TestNATSPublishesOnceEvenWhenDeliveredTwice(t *testing.T) {
+	srv := testenv.StartNATS(t, "")
+	stream := subscriberStream(t, srv.ClientURL())
+	sink, err := NewNATS(srv.ClientURL(), NATSCredentials{}, "", true, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sink.Close()
+	for range 2 {
+		if err := sink.Deliver(context.Background(), natsEvent("oasub-twice")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := messages(t, stream); n != 1 {
+		t.Fatalf("the stream holds %d messages, want 1 (Nats-Msg-Id deduplication)", n)
+	}
+	msg, err := stream.GetMsg(context.Background(), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ce struct {
+		ID, Type, Subject string
+		Data              v1alpha1.OfficialAccountSubscriptionSpec
+	}
+	if err := json.Unmarshal(msg.Data, &ce); err != nil {
+		t.Fatal(err)
+	}
+	if msg.Subject != "officialaccount.subscribe" || ce.ID != "oasub-twice" || ce.Type != "dev.chat-operators.officialaccount.subscribed" ||
+		ce.Subject != "@TOA#_test_for_penn" || len(ce.Data.Subscribers) != 2 || msg.Header.Get("Nats-Msg-Id") != "oasub-twice" {
+		t.Fatalf("message on %s: %+v, headers %v", msg.Subject, ce, msg.Header)
+	}
+}
+
+func TestNATSWithoutAStreamFailsClearlyUnlessAskedToCreateOne(t *testing.T) {
+	srv := testenv.StartNATS(t, "")
+	sink, _ := NewNATS(srv.ClientURL(), NATSCredentials{}, "", true, false)
+	defer sink.Close()
+	err := sink.Deliver(context.Background(), natsEvent("oasub-nostream"))
+	if !IsPermanent(err) || !strings.Contains(err.Error(), `no JetStream stream is bound to subject "officialaccount.subscribe"`) {
+		t.Fatalf("err = %v", err)
+	}
+	creating, _ := NewNATS(srv.ClientURL(), NATSCredentials{}, "", true, true)
+	defer creating.Close()
+	if err := creating.Deliver(context.Background(), natsEvent("oasub-nostream")); err != nil {
+		t.Fatalf("with createStream: %v", err)
+	}
+}
+
+func TestNATSServerDownThenUp(t *testing.T) {
+	dir := t.TempDir()
+	srv := testenv.StartNATS(t, dir)
+	url := srv.ClientURL()
+	subscriberStream(t, url)
+	sink, _ := NewNATS(url, NATSCredentials{}, "", true, false)
+	defer sink.Close()
+	port := srv.Addr().(*net.TCPAddr).Port
+	srv.Shutdown()
+	srv.WaitForShutdown()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := sink.Deliver(ctx, natsEvent("oasub-down")); err == nil || IsPermanent(err) {
+		t.Fatalf("with the server down: err = %v, want a transient error", err)
+	}
+	testenv.RestartNATS(t, port, dir)
+	// The reconciler retries with backoff; the connection comes back within a few tries.
+	var err error
+	for range 20 {
+		if err = sink.Deliver(context.Background(), natsEvent("oasub-down")); err == nil {
+			return
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	t.Fatalf("never delivered after the server came back: %v", err)
+}
+
+func TestNATSCoreAndCredentials(t *testing.T) {
+	srv := testenv.StartNATSWithOptions(t, &server.Options{Username: "operator", Password: "s3cret"})
+	good, _ := NewNATS(srv.ClientURL(), NATSCredentials{User: "operator", Password: "s3cret"}, "apps.{sdkAppID}.{action}", false, false)
+	defer good.Close()
+	conn, err := nats.Connect(srv.ClientURL(), nats.UserInfo("operator", "s3cret"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	sub, _ := conn.SubscribeSync("apps.1400000000.subscribe")
+	_ = conn.Flush()
+	if err := good.Deliver(context.Background(), natsEvent("oasub-core")); err != nil {
+		t.Fatal(err)
+	}
+	if msg, err := sub.NextMsg(5 * time.Second); err != nil || msg.Header.Get("Nats-Msg-Id") != "oasub-core" {
+		t.Fatalf("core NATS message: %v, %v", msg, err)
+	}
+	bad, _ := NewNATS(srv.ClientURL(), NATSCredentials{User: "operator", Password: "wrong"}, "", false, false)
+	defer bad.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := bad.Deliver(ctx, natsEvent("oasub-bad")); err == nil {
+		t.Fatal("published with a wrong password")
+	}
+}
