@@ -35,7 +35,7 @@ generate: $(CONTROLLER_GEN) ## Generate the API types' DeepCopy methods.
 
 .PHONY: fmt
 fmt: ## Run gofmt on the code.
-	gofmt -l -w $(shell git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './bin/*')
+	@gofmt -l -w $(shell find . -name '*.go' -not -path './bin/*')
 
 .PHONY: vet
 vet: ## Run go vet.

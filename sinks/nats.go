@@ -21,7 +21,7 @@ const DefaultNATSSubject = "officialaccount.{action}"
 // NATSCredentials are the ways a NATS server may ask a client to authenticate.
 type NATSCredentials struct {
 	User, Password, Token string
-	Creds             []byte // a .creds file: a user JWT and its NKey seed
+	Creds                 []byte // a .creds file: a user JWT and its NKey seed
 }
 
 // NATS publishes each event once per delivery; with JetStream it waits for the stream's
