@@ -240,15 +240,7 @@ func TestInstallIntoARealAPIServer(t *testing.T) {
 	env := testenv.NewEnvironment()
 	env.CRDDirectoryPaths = nil // the chart installs them
 	env.ErrorIfCRDPathMissing = false
-	cfg, err := testenv.Start(env)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = env.Stop() })
-	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
-	if err := os.WriteFile(kubeconfig, env.KubeConfig, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	cfg, kubeconfig := testenv.StartForTest(t, env)
 	if out, err := helm(t, "install", "oao", chartDir, "--kubeconfig", kubeconfig, "--namespace", "operators",
 		"--create-namespace", "--set", "sdkAppIDs={1400000000}", "--set", "auth.tokens.1400000000=s3cret"); err != nil {
 		t.Fatalf("helm install: %v\n%s", err, out)

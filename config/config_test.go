@@ -59,15 +59,7 @@ func TestDefaultRenders(t *testing.T) {
 
 func TestSamplesApplyToARealAPIServer(t *testing.T) {
 	env := testenv.NewEnvironment()
-	cfg, err := testenv.Start(env)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = env.Stop() })
-	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
-	if err := os.WriteFile(kubeconfig, env.KubeConfig, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	cfg, kubeconfig := testenv.StartForTest(t, env)
 	c, err := client.New(cfg, client.Options{Scheme: operator.NewScheme()})
 	if err != nil {
 		t.Fatal(err)
@@ -112,12 +104,7 @@ func TestSamplesApplyToARealAPIServer(t *testing.T) {
 }
 
 func TestTheAPIServerEnforcesTheCRDRules(t *testing.T) {
-	env := testenv.NewEnvironment()
-	cfg, err := testenv.Start(env)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = env.Stop() })
+	cfg, _ := testenv.StartForTest(t, testenv.NewEnvironment())
 	c, err := client.New(cfg, client.Options{Scheme: operator.NewScheme()})
 	if err != nil {
 		t.Fatal(err)

@@ -14,7 +14,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
-	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
@@ -88,16 +87,7 @@ func (r *SinkReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager)
 		Complete(r)
 }
 
+// sinksNaming maps a Secret to the sinks that name it.
 func (r *SinkReconciler) sinksNaming(ctx context.Context, secret client.Object) []reconcile.Request {
-	var list v1alpha1.SubscriptionSinkList
-	if err := r.List(ctx, &list, client.InNamespace(secret.GetNamespace()),
-		client.MatchingFields{sinkSecretIndex: secret.GetName()}); err != nil {
-		logf.FromContext(ctx).Error(err, "listing sinks that name a Secret", "secret", secret.GetName())
-		return nil
-	}
-	reqs := make([]reconcile.Request, 0, len(list.Items))
-	for _, s := range list.Items {
-		reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&s)})
-	}
-	return reqs
+	return requestsFromIndex(ctx, r.Client, &v1alpha1.SubscriptionSinkList{}, secret, sinkSecretIndex)
 }

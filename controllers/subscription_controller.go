@@ -200,11 +200,11 @@ func (r *SubscriptionReconciler) deliverTo(ctx context.Context, sub *v1alpha1.Of
 		err = target.Deliver(ctx, sub)
 		deliveryDuration.WithLabelValues(registryKey(&sink)).Observe(r.now().Sub(start).Seconds())
 	}
-	r.recordAttempt(sub, d, &sink, start, err)
+	r.recordAttempt(ctx, sub, d, &sink, start, err)
 }
 
 // recordAttempt writes an attempt's outcome into the delivery and decides what comes next.
-func (r *SubscriptionReconciler) recordAttempt(sub *v1alpha1.OfficialAccountSubscription, d *v1alpha1.SinkDelivery,
+func (r *SubscriptionReconciler) recordAttempt(ctx context.Context, sub *v1alpha1.OfficialAccountSubscription, d *v1alpha1.SinkDelivery,
 	sink *v1alpha1.SubscriptionSink, at time.Time, err error) {
 	attemptTime := metav1Now(at)
 	d.Attempts++
@@ -214,6 +214,7 @@ func (r *SubscriptionReconciler) recordAttempt(sub *v1alpha1.OfficialAccountSubs
 	}
 	d.NextAttemptTime = nil
 	sinkLabel := sub.Namespace + "/" + d.Name
+	logf.FromContext(ctx).V(1).Info("delivery attempt", "sink", d.Name, "attempt", d.Attempts, "error", errString(err))
 	if err == nil {
 		d.State, d.DeliveredTime, d.LastError = v1alpha1.DeliveryDelivered, &attemptTime, ""
 		deliveriesTotal.WithLabelValues(sinkLabel, "delivered").Inc()
@@ -289,16 +290,8 @@ func (r *SubscriptionReconciler) SetupWithManager(ctx context.Context, mgr ctrl.
 		Complete(r)
 }
 
+// subscriptionsWaitingFor maps a sink to the subscriptions still waiting to be delivered
+// to it.
 func (r *SubscriptionReconciler) subscriptionsWaitingFor(ctx context.Context, sink client.Object) []reconcile.Request {
-	var list v1alpha1.OfficialAccountSubscriptionList
-	if err := r.List(ctx, &list, client.InNamespace(sink.GetNamespace()),
-		client.MatchingFields{pendingSinkIndex: sink.GetName()}); err != nil {
-		logf.FromContext(ctx).Error(err, "listing subscriptions waiting for a sink", "sink", sink.GetName())
-		return nil
-	}
-	reqs := make([]reconcile.Request, 0, len(list.Items))
-	for _, sub := range list.Items {
-		reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&sub)})
-	}
-	return reqs
+	return requestsFromIndex(ctx, r.Client, &v1alpha1.OfficialAccountSubscriptionList{}, sink, pendingSinkIndex)
 }

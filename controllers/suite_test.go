@@ -14,6 +14,7 @@ import (
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
@@ -33,7 +34,7 @@ const (
 	signedApp      = "1400000001" // authentication on
 	signedAppToken = "test-token-of-1400000001"
 	maxBodyBytes   = 64 << 10
-	retention      = 4 * time.Second
+	retention      = 10 * time.Second
 )
 
 var (
@@ -55,7 +56,9 @@ var _ = BeforeSuite(func() {
 	Expect(err).NotTo(HaveOccurred())
 
 	scheme := operator.NewScheme()
-	k8s, err = client.New(cfg, client.Options{Scheme: scheme})
+	testClientCfg := rest.CopyConfig(cfg)
+	testClientCfg.QPS = -1 // the tests poll; a client-side limit would only slow them
+	k8s, err = client.New(testClientCfg, client.Options{Scheme: scheme})
 	Expect(err).NotTo(HaveOccurred())
 	Expect(k8s.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: eventNamespace}})).To(Succeed())
 

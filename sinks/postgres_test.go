@@ -37,6 +37,28 @@ func pgEvent(name string, action v1alpha1.Action, eventTime int64, subscribers .
 	}
 }
 
+// connect opens a connection of the test's own to look at the table.
+func connect(t *testing.T, pg *testenv.Postgres) *pgx.Conn {
+	t.Helper()
+	conn, err := pgx.Connect(context.Background(), pg.DSN(pg.Password))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	return conn
+}
+
+// newPostgresSink is a sink on pg's default table that the test closes.
+func newPostgresSink(t *testing.T, pg *testenv.Postgres) *Postgres {
+	t.Helper()
+	sink, err := NewPostgres(pg.DSN(pg.Password), "", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sink.Close() })
+	return sink
+}
+
 type row struct {
 	Subscribed bool
 	EventID    string
@@ -103,20 +125,12 @@ func TestPostgresKeepsTheLatestStateWhateverTheOrder(t *testing.T) {
 func TestPostgresARepeatedEventChangesNothing(t *testing.T) {
 	pg := startPostgres(t)
 	ctx := context.Background()
-	sink, err := NewPostgres(pg.DSN(pg.Password), "", true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sink.Close()
+	sink := newPostgresSink(t, pg)
 	event := pgEvent("oasub-once", v1alpha1.ActionSubscribe, 1670574414123, "jared")
 	if err := sink.Deliver(ctx, event); err != nil {
 		t.Fatal(err)
 	}
-	conn, err := pgx.Connect(ctx, pg.DSN(pg.Password))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
+	conn := connect(t, pg)
 	before := readRow(t, conn, "jared")
 	if err := sink.Deliver(ctx, event); err != nil {
 		t.Fatal(err)
@@ -132,11 +146,7 @@ func TestPostgresARepeatedEventChangesNothing(t *testing.T) {
 func TestPostgresWritesAllSubscribersOfAnEventInOneTransaction(t *testing.T) {
 	pg := startPostgres(t)
 	ctx := context.Background()
-	sink, err := NewPostgres(pg.DSN(pg.Password), "", true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sink.Close()
+	sink := newPostgresSink(t, pg)
 	subscribers := make([]string, 100)
 	for i := range subscribers {
 		subscribers[i] = fmt.Sprintf("user-%03d", i)
@@ -144,11 +154,7 @@ func TestPostgresWritesAllSubscribersOfAnEventInOneTransaction(t *testing.T) {
 	if err := sink.Deliver(ctx, pgEvent("oasub-hundred", v1alpha1.ActionSubscribe, 1670574414123, subscribers...)); err != nil {
 		t.Fatal(err)
 	}
-	conn, err := pgx.Connect(ctx, pg.DSN(pg.Password))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
+	conn := connect(t, pg)
 	var rows, transactions int
 	if err := conn.QueryRow(ctx, `SELECT count(*), count(DISTINCT xmin::text) FROM officialaccount_subscribers`).Scan(&rows, &transactions); err != nil {
 		t.Fatal(err)
@@ -161,15 +167,11 @@ func TestPostgresWritesAllSubscribersOfAnEventInOneTransaction(t *testing.T) {
 func TestPostgresDownThenUpIsRetried(t *testing.T) {
 	pg := startPostgres(t)
 	ctx := context.Background()
-	sink, err := NewPostgres(pg.DSN(pg.Password), "", true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sink.Close()
+	sink := newPostgresSink(t, pg)
 	if err := pg.Stop(); err != nil {
 		t.Fatal(err)
 	}
-	err = sink.Deliver(ctx, pgEvent("oasub-down", v1alpha1.ActionSubscribe, 1, "jared"))
+	err := sink.Deliver(ctx, pgEvent("oasub-down", v1alpha1.ActionSubscribe, 1, "jared"))
 	if err == nil || IsPermanent(err) {
 		t.Fatalf("with the database down: err = %v, want a transient error", err)
 	}

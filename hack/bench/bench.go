@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -184,32 +183,19 @@ func sampleObject(namespace, name string, i int) *v1alpha1.OfficialAccountSubscr
 // referenceSteadyLoad creates objects at rate in the "ceiling" namespace and writes one
 // status to each, timing the creates: the floor under the webhook's answer latency.
 func referenceSteadyLoad(ctx context.Context, c client.Client, rate float64, duration time.Duration) loadResult {
-	n := int(rate * duration.Seconds())
-	interval := time.Duration(float64(time.Second) / rate)
-	latencies := make([]time.Duration, n)
-	var ok atomic.Int64
-	var wg sync.WaitGroup
-	start := time.Now()
-	for i := range n {
-		if d := time.Until(start.Add(time.Duration(i) * interval)); d > 0 {
-			time.Sleep(d)
+	return openLoop(rate, duration, func(i int) (bool, time.Duration) {
+		obj := sampleObject("ceiling", fmt.Sprintf("reference-%d", i), i)
+		begin := time.Now()
+		err := c.Create(ctx, obj)
+		took := time.Since(begin)
+		if err != nil {
+			return false, took
 		}
-		wg.Go(func() {
-			obj := sampleObject("ceiling", fmt.Sprintf("reference-%d", i), i)
-			begin := time.Now()
-			err := c.Create(ctx, obj)
-			latencies[i] = time.Since(begin)
-			if err != nil {
-				return
-			}
-			ok.Add(1)
-			meta.SetStatusCondition(&obj.Status.Conditions, metav1.Condition{Type: v1alpha1.ConditionReady,
-				Status: metav1.ConditionTrue, Reason: v1alpha1.ReasonDelivered, Message: "reference"})
-			_ = c.Status().Update(ctx, obj)
-		})
-	}
-	wg.Wait()
-	return finish(n, int(ok.Load()), time.Since(start), latencies)
+		meta.SetStatusCondition(&obj.Status.Conditions, metav1.Condition{Type: v1alpha1.ConditionReady,
+			Status: metav1.ConditionTrue, Reason: v1alpha1.ReasonDelivered, Message: "reference"})
+		_ = c.Status().Update(ctx, obj)
+		return true, took
+	})
 }
 
 // endToEnd posts events for a sink and times until every one is Ready, counting what the
@@ -330,7 +316,7 @@ func startManager(ctx context.Context, workDir, kubeconfig string, extraArgs []s
 	if out, err := build.CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("building the manager: %v\n%s", err, out)
 	}
-	port, err := freePort()
+	port, err := testenv.FreeLoopbackPort()
 	if err != nil {
 		return nil, err
 	}
@@ -386,15 +372,6 @@ func (m *manager) peakRSSMiB() (float64, error) {
 		}
 	}
 	return 0, errors.New("no VmHWM in /proc status")
-}
-
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
 }
 
 func machine() string {

@@ -125,6 +125,12 @@ func (s *sender) closedLoop(ctx context.Context, account string, n, c int) loadR
 // openLoop sends at a fixed rate for a duration whatever the answers do, as Tencent does:
 // a slow answer does not slow the arrivals.
 func (s *sender) openLoop(ctx context.Context, account string, rate float64, duration time.Duration) loadResult {
+	return openLoop(rate, duration, func(i int) (bool, time.Duration) { return s.post(ctx, callbackBody(account, i)) })
+}
+
+// openLoop calls send(i) at a fixed rate for a duration, each call in its own goroutine,
+// and summarizes what the calls reported.
+func openLoop(rate float64, duration time.Duration, send func(i int) (ok bool, took time.Duration)) loadResult {
 	n := int(rate * duration.Seconds())
 	interval := time.Duration(float64(time.Second) / rate)
 	latencies := make([]time.Duration, n)
@@ -136,7 +142,7 @@ func (s *sender) openLoop(ctx context.Context, account string, rate float64, dur
 			time.Sleep(d)
 		}
 		wg.Go(func() {
-			accepted, took := s.post(ctx, callbackBody(account, i))
+			accepted, took := send(i)
 			latencies[i] = took
 			if accepted {
 				ok.Add(1)

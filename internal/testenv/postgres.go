@@ -48,7 +48,7 @@ func StartPostgres() (*Postgres, error) {
 		"--auth=scram-sha-256", "--no-sync", "-E", "UTF8"); err != nil {
 		return nil, fmt.Errorf("initdb: %v\n%s", err, out)
 	}
-	if p.Port, err = freeLoopbackPort(); err != nil {
+	if p.Port, err = FreeLoopbackPort(); err != nil {
 		return nil, err
 	}
 	return p, p.Start()
@@ -117,7 +117,8 @@ func postgresBinDir() (string, error) {
 	return filepath.Dir(matches[len(matches)-1]), nil
 }
 
-func freeLoopbackPort() (int, error) {
+// FreeLoopbackPort is a TCP port on 127.0.0.1 that nothing listens on now.
+func FreeLoopbackPort() (int, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, err

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"testing"
 
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
@@ -48,4 +49,20 @@ func Start(env *envtest.Environment) (*rest.Config, error) {
 		return nil, fmt.Errorf("KUBEBUILDER_ASSETS is not set: run the tests with `make test`, which builds kube-apiserver and etcd")
 	}
 	return env.Start()
+}
+
+// StartForTest starts env for one test, stops it when the test ends, and writes a
+// kubeconfig for command-line tools (kubectl, helm) to use.
+func StartForTest(t testing.TB, env *envtest.Environment) (*rest.Config, string) {
+	t.Helper()
+	cfg, err := Start(env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = env.Stop() })
+	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := os.WriteFile(kubeconfig, env.KubeConfig, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return cfg, kubeconfig
 }
