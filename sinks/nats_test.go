@@ -148,3 +148,16 @@ func TestNATSCoreAndCredentials(t *testing.T) {
 		t.Fatal("published with a wrong password")
 	}
 }
+
+func TestNATSTokenAndCredsFile(t *testing.T) {
+	srv := testenv.StartNATSWithOptions(t, &server.Options{Authorization: "t0ken"})
+	withToken, _ := NewNATS(srv.ClientURL(), NATSCredentials{Token: "t0ken"}, "", false, false)
+	defer withToken.Close()
+	if err := withToken.Deliver(context.Background(), natsEvent("oasub-token")); err != nil {
+		t.Fatalf("with the token: %v", err)
+	}
+	if _, err := NewNATS(srv.ClientURL(), NATSCredentials{Creds: []byte("not a creds file")}, "", false, false); err == nil ||
+		!strings.Contains(err.Error(), "creds file") {
+		t.Fatalf("a malformed creds file: err = %v", err)
+	}
+}
