@@ -45,6 +45,7 @@ func OfficialAccountHash(officialAccount string) string {
 // received and named after the whole event, so a repeated delivery maps to the same names.
 func subscriptionsFor(cb Callback, namespace string, received metav1.Time) []*v1alpha1.OfficialAccountSubscription {
 	name := eventName(cb)
+	accountHash := OfficialAccountHash(cb.OfficialAccount)
 	chunks := slices.Collect(slices.Chunk(cb.Subscribers, v1alpha1.MaxSubscribersPerResource))
 	objs := make([]*v1alpha1.OfficialAccountSubscription, 0, len(chunks))
 	for i, subscribers := range chunks {
@@ -55,7 +56,7 @@ func subscriptionsFor(cb Callback, namespace string, received metav1.Time) []*v1
 				Labels: map[string]string{
 					v1alpha1.LabelSDKAppID:            cb.SDKAppID,
 					v1alpha1.LabelAction:              string(cb.Action),
-					v1alpha1.LabelOfficialAccountHash: OfficialAccountHash(cb.OfficialAccount),
+					v1alpha1.LabelOfficialAccountHash: accountHash,
 				},
 			},
 			Spec: v1alpha1.OfficialAccountSubscriptionSpec{
