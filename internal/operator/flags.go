@@ -21,6 +21,7 @@ type Flags struct {
 	SDKAppIDs               stringList
 	AuthTokenFile           string
 	MetricsAddr, ProbeAddr  string
+	PprofAddr               string
 	LeaderElect             bool
 	LeaderElectionNamespace string
 	KubeQPS                 float64
@@ -60,6 +61,7 @@ func BindFlags(fs *flag.FlagSet) *Flags {
 	fs.IntVar(&f.KubeBurst, "kube-api-burst", 0, "Burst above --kube-api-qps (default: twice it).")
 	fs.StringVar(&f.MetricsAddr, "metrics-bind-address", ":8080", "Address of the Prometheus metrics endpoint; 0 disables it.")
 	fs.StringVar(&f.ProbeAddr, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz probes.")
+	fs.StringVar(&f.PprofAddr, "pprof-bind-address", "", "Address of Go's pprof endpoints, for profiling; off when empty.")
 	fs.BoolVar(&f.LeaderElect, "leader-elect", true, "Elect a leader to run the reconcilers; every replica serves webhooks.")
 	fs.StringVar(&f.LeaderElectionNamespace, "leader-election-namespace", "", "Namespace of the leader election Lease (default: the event namespace).")
 	f.Zap.BindFlags(fs)

@@ -52,6 +52,7 @@ func ManagerOptions(f *Flags) ctrl.Options {
 		Scheme:                        NewScheme(),
 		Metrics:                       metricsserver.Options{BindAddress: f.MetricsAddr},
 		HealthProbeBindAddress:        f.ProbeAddr,
+		PprofBindAddress:              f.PprofAddr,
 		LeaderElection:                f.LeaderElect,
 		LeaderElectionID:              "officialaccount-operator.chat-operators.dev",
 		LeaderElectionNamespace:       leaseNamespace,
