@@ -241,9 +241,18 @@ func TestInstallIntoARealAPIServer(t *testing.T) {
 	env.CRDDirectoryPaths = nil // the chart installs them
 	env.ErrorIfCRDPathMissing = false
 	cfg, kubeconfig := testenv.StartForTest(t, env)
-	if out, err := helm(t, "install", "oao", chartDir, "--kubeconfig", kubeconfig, "--namespace", "operators",
-		"--create-namespace", "--set", "sdkAppIDs={1400000000}", "--set", "auth.tokens.1400000000=s3cret"); err != nil {
+	out, err := helm(t, "install", "oao", chartDir, "--kubeconfig", kubeconfig, "--namespace", "operators",
+		"--create-namespace", "--set", "sdkAppIDs={1400000000}", "--set", "auth.tokens.1400000000=s3cret")
+	if err != nil {
 		t.Fatalf("helm install: %v\n%s", err, out)
+	}
+	for _, want := range []string{"https://<your public host>/callback", "Accepted SDKAppIDs: 1400000000", "kubectl get oasub -n operators -w"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the install notes lack %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "s3cret") {
+		t.Error("the install notes reveal a token")
 	}
 
 	scheme := runtime.NewScheme()

@@ -95,14 +95,9 @@ func (r *sinkResolver) resolveNATS(ctx context.Context, sink *v1alpha1.Subscript
 	var creds sinks.NATSCredentials
 	fingerprint := fmt.Sprintf("%s/%d", sink.UID, sink.Generation)
 	if ref := dest.CredentialsSecretRef; ref != nil {
-		var secret corev1.Secret
-		err := r.client.Get(ctx, types.NamespacedName{Namespace: sink.Namespace, Name: ref.Name}, &secret)
-		if apierrors.IsNotFound(err) {
-			return nil, &configError{reason: v1alpha1.ReasonSecretNotFound,
-				err: fmt.Errorf("Secret %q does not exist in namespace %q", ref.Name, sink.Namespace)}
-		}
+		secret, err := r.secret(ctx, sink.Namespace, ref.Name)
 		if err != nil {
-			return nil, fmt.Errorf("reading Secret %q: %w", ref.Name, err)
+			return nil, err
 		}
 		creds = sinks.NATSCredentials{User: string(secret.Data["user"]), Password: string(secret.Data["password"]),
 			Token: string(secret.Data["token"]), Creds: secret.Data["creds"]}
@@ -125,14 +120,9 @@ func (r *sinkResolver) resolveNATS(ctx context.Context, sink *v1alpha1.Subscript
 // secretValue reads one key of a Secret in the sink's namespace, and the Secret's
 // resourceVersion so that a changed Secret rebuilds the sink.
 func (r *sinkResolver) secretValue(ctx context.Context, namespace string, ref *corev1.SecretKeySelector) (string, string, error) {
-	var secret corev1.Secret
-	err := r.client.Get(ctx, types.NamespacedName{Namespace: namespace, Name: ref.Name}, &secret)
-	if apierrors.IsNotFound(err) {
-		return "", "", &configError{reason: v1alpha1.ReasonSecretNotFound,
-			err: fmt.Errorf("Secret %q does not exist in namespace %q", ref.Name, namespace)}
-	}
+	secret, err := r.secret(ctx, namespace, ref.Name)
 	if err != nil {
-		return "", "", fmt.Errorf("reading Secret %q: %w", ref.Name, err)
+		return "", "", err
 	}
 	value, ok := secret.Data[ref.Key]
 	if !ok {
@@ -140,6 +130,20 @@ func (r *sinkResolver) secretValue(ctx context.Context, namespace string, ref *c
 			err: fmt.Errorf("Secret %q has no key %q", ref.Name, ref.Key)}
 	}
 	return string(value), secret.ResourceVersion, nil
+}
+
+// secret reads a Secret a sink names; a missing one is a configuration error.
+func (r *sinkResolver) secret(ctx context.Context, namespace, name string) (*corev1.Secret, error) {
+	var secret corev1.Secret
+	err := r.client.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, &secret)
+	if apierrors.IsNotFound(err) {
+		return nil, &configError{reason: v1alpha1.ReasonSecretNotFound,
+			err: fmt.Errorf("Secret %q does not exist in namespace %q", name, namespace)}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading Secret %q: %w", name, err)
+	}
+	return &secret, nil
 }
 
 // secretNames lists the Secrets a sink names, for the index that maps a changed Secret to

@@ -142,27 +142,18 @@ func run(ctx context.Context, cfg config, logf func(string, ...any)) (*results, 
 
 // createObjects creates n valid events in a namespace with c workers.
 func createObjects(ctx context.Context, c client.Client, namespace, prefix string, n, workers int) (int, time.Duration, error) {
-	var next, created atomic.Int64
+	var created atomic.Int64
 	var firstErr error
 	var once sync.Once
-	var wg sync.WaitGroup
 	start := time.Now()
-	for range workers {
-		wg.Go(func() {
-			for {
-				i := int(next.Add(1)) - 1
-				if i >= n || ctx.Err() != nil {
-					return
-				}
-				if err := c.Create(ctx, sampleObject(namespace, fmt.Sprintf("%s-%d", prefix, i), i)); err != nil {
-					once.Do(func() { firstErr = err })
-					return
-				}
-				created.Add(1)
-			}
-		})
-	}
-	wg.Wait()
+	forEachConcurrently(ctx, n, workers, func(i int) bool {
+		if err := c.Create(ctx, sampleObject(namespace, fmt.Sprintf("%s-%d", prefix, i), i)); err != nil {
+			once.Do(func() { firstErr = err })
+			return false
+		}
+		created.Add(1)
+		return true
+	})
 	return int(created.Load()), time.Since(start), firstErr
 }
 

@@ -99,27 +99,36 @@ func summarize(latencies []time.Duration) latencySummary {
 // closedLoop sends n callbacks with c concurrent senders, each sending its next as soon as
 // it has an answer: the most the webhook takes.
 func (s *sender) closedLoop(ctx context.Context, account string, n, c int) loadResult {
-	var next, ok atomic.Int64
 	latencies := make([]time.Duration, n)
+	var ok atomic.Int64
 	start := time.Now()
+	forEachConcurrently(ctx, n, c, func(i int) bool {
+		accepted, took := s.post(ctx, callbackBody(account, i))
+		latencies[i] = took
+		if accepted {
+			ok.Add(1)
+		}
+		return true
+	})
+	return finish(n, int(ok.Load()), time.Since(start), latencies)
+}
+
+// forEachConcurrently calls do(0..n-1) from c workers, each taking the next index as soon
+// as it is done; a worker stops early when do returns false or ctx ends.
+func forEachConcurrently(ctx context.Context, n, c int, do func(i int) bool) {
+	var next atomic.Int64
 	var wg sync.WaitGroup
 	for range c {
 		wg.Go(func() {
 			for {
 				i := int(next.Add(1)) - 1
-				if i >= n || ctx.Err() != nil {
+				if i >= n || ctx.Err() != nil || !do(i) {
 					return
-				}
-				accepted, took := s.post(ctx, callbackBody(account, i))
-				latencies[i] = took
-				if accepted {
-					ok.Add(1)
 				}
 			}
 		})
 	}
 	wg.Wait()
-	return finish(n, int(ok.Load()), time.Since(start), latencies)
 }
 
 // openLoop sends at a fixed rate for a duration whatever the answers do, as Tencent does:
