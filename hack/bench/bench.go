@@ -55,9 +55,13 @@ type results struct {
 		Delivered      int     `json:"deliveredDistinct"`
 		Lost           int     `json:"lost"`
 	} `json:"endToEnd"`
-	EndToEndRatio float64    `json:"endToEndRatio"`
-	Steady        loadResult `json:"steady"`
-	SteadyRate    float64    `json:"steadyRatePerSecond"`
+	EndToEndRatio float64 `json:"endToEndRatio"`
+	// EndToEndReference is the least any design must write per event, a create and a
+	// status write, straight through a client with C workers: the most end to end can be.
+	EndToEndReference      float64    `json:"endToEndReferencePerSecond"`
+	EndToEndReferenceRatio float64    `json:"endToEndReferenceRatio"`
+	Steady                 loadResult `json:"steady"`
+	SteadyRate             float64    `json:"steadyRatePerSecond"`
 	// SteadyReference is the same open-loop rate of creates straight through a client, each
 	// followed by one status write as the reconciler makes: what the API server alone
 	// answers under the load every event costs, whatever the operator does.
@@ -90,15 +94,23 @@ func run(ctx context.Context, cfg config, logf func(string, ...any)) (*results, 
 		}
 	}
 
-	logf("ceiling: %d creates straight through a client, %d workers", cfg.N, cfg.C)
-	created, elapsed, err := createObjects(ctx, c, "ceiling", "ceiling", cfg.N, cfg.C)
+	// A fresh API server is still busy with its own start-up for the first seconds; the
+	// better of two runs is its ceiling. Taking the better one makes every ratio harder
+	// to meet, never easier.
+	for round := range 2 {
+		logf("ceiling, round %d of 2: %d creates straight through a client, %d workers", round+1, cfg.N, cfg.C)
+		perSecond, err := measureReference(ctx, c, cfg, "ceiling", nil)
+		if err != nil {
+			return nil, err
+		}
+		res.CeilingPerSec = max(res.CeilingPerSec, perSecond)
+	}
+	logf("end-to-end reference: %d creates, each followed by a status write, straight through a client", cfg.N)
+	perSecond, err := measureReference(ctx, c, cfg, "reference", writeDeliveredStatus)
 	if err != nil {
 		return nil, err
 	}
-	res.CeilingPerSec = float64(created) / elapsed.Seconds()
-	if err := c.DeleteAllOf(ctx, &v1alpha1.OfficialAccountSubscription{}, client.InNamespace("ceiling")); err != nil {
-		return nil, err
-	}
+	res.EndToEndReference, res.EndToEndReferenceRatio = perSecond, perSecond/res.CeilingPerSec
 
 	kubeconfig := filepath.Join(cfg.WorkDir, "kubeconfig")
 	if err := os.WriteFile(kubeconfig, env.KubeConfig, 0o600); err != nil {
@@ -115,6 +127,11 @@ func run(ctx context.Context, cfg config, logf func(string, ...any)) (*results, 
 	res.Ingest = s.closedLoop(ctx, "@TOA#_bench_ingest", cfg.N, cfg.C)
 	res.IngestRatio = res.Ingest.PerSecond / res.CeilingPerSec
 
+	// Each phase starts with an idle operator: the ingest phase's events, which match no
+	// sink, must not be reconciled on the end-to-end phase's time.
+	if err := waitReconciled(ctx, c, 10*time.Minute, nil); err != nil {
+		return nil, err
+	}
 	logf("end to end: %d callbacks to an HTTP sink that answers 200", cfg.N)
 	if err := endToEnd(ctx, c, s, cfg, res); err != nil {
 		return nil, err
@@ -140,14 +157,36 @@ func run(ctx context.Context, cfg config, logf func(string, ...any)) (*results, 
 	return res, err
 }
 
-// createObjects creates n valid events in a namespace with c workers.
-func createObjects(ctx context.Context, c client.Client, namespace, prefix string, n, workers int) (int, time.Duration, error) {
+// measureReference creates N events straight through a client with C workers, calling
+// then on each once it exists, and reports the events per second. It leaves the
+// "ceiling" namespace empty, as the operator never sees it.
+func measureReference(ctx context.Context, c client.Client, cfg config, prefix string,
+	then func(context.Context, client.Client, *v1alpha1.OfficialAccountSubscription) error) (float64, error) {
+	created, elapsed, err := createObjects(ctx, c, "ceiling", prefix, cfg.N, cfg.C, then)
+	if err != nil {
+		return 0, err
+	}
+	if err := c.DeleteAllOf(ctx, &v1alpha1.OfficialAccountSubscription{}, client.InNamespace("ceiling")); err != nil {
+		return 0, err
+	}
+	return float64(created) / elapsed.Seconds(), nil
+}
+
+// createObjects creates n valid events in a namespace with c workers, calling then (when
+// not nil) on each after its create.
+func createObjects(ctx context.Context, c client.Client, namespace, prefix string, n, workers int,
+	then func(context.Context, client.Client, *v1alpha1.OfficialAccountSubscription) error) (int, time.Duration, error) {
 	var created atomic.Int64
 	var firstErr error
 	var once sync.Once
 	start := time.Now()
 	forEachConcurrently(ctx, n, workers, func(i int) bool {
-		if err := c.Create(ctx, sampleObject(namespace, fmt.Sprintf("%s-%d", prefix, i), i)); err != nil {
+		obj := sampleObject(namespace, fmt.Sprintf("%s-%d", prefix, i), i)
+		err := c.Create(ctx, obj)
+		if err == nil && then != nil {
+			err = then(ctx, c, obj)
+		}
+		if err != nil {
 			once.Do(func() { firstErr = err })
 			return false
 		}
@@ -155,6 +194,23 @@ func createObjects(ctx context.Context, c client.Client, namespace, prefix strin
 		return true
 	})
 	return int(created.Load()), time.Since(start), firstErr
+}
+
+// writeDeliveredStatus writes the status the reconciler writes for an event delivered to
+// one sink at the first attempt, with the same kind of request (a merge patch with an
+// optimistic lock).
+func writeDeliveredStatus(ctx context.Context, c client.Client, obj *v1alpha1.OfficialAccountSubscription) error {
+	patch := client.MergeFromWithOptions(obj.DeepCopy(), client.MergeFromWithOptimisticLock{})
+	now := metav1.Now()
+	obj.Status = v1alpha1.OfficialAccountSubscriptionStatus{
+		ObservedGeneration: obj.Generation,
+		Sinks: []v1alpha1.SinkDelivery{{Name: "bench", State: v1alpha1.DeliveryDelivered, Attempts: 1,
+			FirstAttemptTime: &now, LastAttemptTime: &now, DeliveredTime: &now}},
+		CompletionTime: &now,
+	}
+	meta.SetStatusCondition(&obj.Status.Conditions, metav1.Condition{Type: v1alpha1.ConditionReady,
+		Status: metav1.ConditionTrue, Reason: v1alpha1.ReasonDelivered, Message: "delivered to 1 sink(s)", ObservedGeneration: obj.Generation})
+	return c.Status().Patch(ctx, obj, patch)
 }
 
 func sampleObject(namespace, name string, i int) *v1alpha1.OfficialAccountSubscription {
@@ -175,16 +231,14 @@ func sampleObject(namespace, name string, i int) *v1alpha1.OfficialAccountSubscr
 // status to each, timing the creates: the floor under the webhook's answer latency.
 func referenceSteadyLoad(ctx context.Context, c client.Client, rate float64, duration time.Duration) loadResult {
 	return openLoop(rate, duration, func(i int) (bool, time.Duration) {
-		obj := sampleObject("ceiling", fmt.Sprintf("reference-%d", i), i)
+		obj := sampleObject("ceiling", fmt.Sprintf("steady-reference-%d", i), i)
 		begin := time.Now()
 		err := c.Create(ctx, obj)
 		took := time.Since(begin)
 		if err != nil {
 			return false, took
 		}
-		meta.SetStatusCondition(&obj.Status.Conditions, metav1.Condition{Type: v1alpha1.ConditionReady,
-			Status: metav1.ConditionTrue, Reason: v1alpha1.ReasonDelivered, Message: "reference"})
-		_ = c.Status().Update(ctx, obj)
+		_ = writeDeliveredStatus(ctx, c, obj)
 		return true, took
 	})
 }
@@ -261,7 +315,7 @@ func fillForMemory(ctx context.Context, c client.Client, cfg config, res *result
 		return err
 	}
 	if missing := cfg.MemoryObjects - len(list.Items); missing > 0 {
-		if _, _, err := createObjects(ctx, c, eventNamespace, "memory", missing, cfg.C); err != nil {
+		if _, _, err := createObjects(ctx, c, eventNamespace, "memory", missing, cfg.C, nil); err != nil {
 			return err
 		}
 	}
