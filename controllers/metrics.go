@@ -16,8 +16,13 @@ var (
 		Help:    "Time of one delivery attempt to a SubscriptionSink.",
 		Buckets: prometheus.DefBuckets,
 	}, []string{"sink"})
+
+	yieldSeconds = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "officialaccount_delivery_yield_seconds_total",
+		Help: "Time deliveries waited for the webhook's stores in flight before going ahead.",
+	})
 )
 
 func init() {
-	metrics.Registry.MustRegister(deliveriesTotal, deliveryDuration)
+	metrics.Registry.MustRegister(deliveriesTotal, deliveryDuration, yieldSeconds)
 }

@@ -35,6 +35,11 @@ const pendingSinkIndex = "status.pendingSinks"
 // write waits before trying again.
 const cacheCatchUpDelay = 50 * time.Millisecond
 
+// StoreActivity is what a reconcile needs of the webhook server to give way to it.
+type StoreActivity interface {
+	WaitForStores(ctx context.Context, maxWait time.Duration) time.Duration
+}
+
 // SubscriptionReconciler delivers each OfficialAccountSubscription to its sinks.
 type SubscriptionReconciler struct {
 	client.Client
@@ -44,6 +49,11 @@ type SubscriptionReconciler struct {
 	DeliveredRetention      time.Duration
 	FailedRetention         time.Duration
 	MaxConcurrentReconciles int
+
+	// Ingest, when set, is the webhook server this reconciler gives way to: while its
+	// stores are slow, each reconcile first waits, up to YieldMaxWait.
+	Ingest       StoreActivity
+	YieldMaxWait time.Duration
 
 	// Now is the clock; tests leave it nil.
 	Now func() time.Time
@@ -69,6 +79,7 @@ func (r *SubscriptionReconciler) now() time.Time {
 // Reconcile delivers what is due, writes the status once, and asks to come back when the
 // next attempt or the retention deadline is due.
 func (r *SubscriptionReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	r.yieldToIngest(ctx)
 	var sub v1alpha1.OfficialAccountSubscription
 	if err := r.Get(ctx, req.NamespacedName, &sub); err != nil {
 		if apierrors.IsNotFound(err) {
@@ -108,6 +119,17 @@ func (r *SubscriptionReconciler) Reconcile(ctx context.Context, req ctrl.Request
 	}
 	r.written.Store(client.ObjectKeyFromObject(&sub), sub.ResourceVersion)
 	return ctrl.Result{RequeueAfter: r.requeueAfter(&sub)}, nil
+}
+
+// yieldToIngest waits while the webhook's stores are slow. Storing is the one thing that
+// cannot wait: Tencent gives up after 2 s and never retries, while a delivery of an event
+// already stored loses nothing by starting a moment later. When the API server cannot
+// keep up with both, its capacity goes first to the creates, and deliveries catch up after.
+func (r *SubscriptionReconciler) yieldToIngest(ctx context.Context) {
+	if r.Ingest == nil || r.YieldMaxWait <= 0 {
+		return
+	}
+	yieldSeconds.Add(r.Ingest.WaitForStores(ctx, r.YieldMaxWait).Seconds())
 }
 
 // cacheIsBehind reports whether the cache still holds an older status than this

@@ -37,6 +37,9 @@ type Options struct {
 	// StoreTimeout bounds storing one event; it must stay well under Tencent's 2 s so that
 	// Tencent hears FAIL rather than timing out.
 	StoreTimeout time.Duration
+	// SlowStore: a store slower than this makes deliveries give way to the webhook for a
+	// moment (see WaitForStores); 0 never does.
+	SlowStore time.Duration
 }
 
 // Server is a manager Runnable serving the webhook. It runs on every replica.
@@ -47,6 +50,7 @@ type Server struct {
 	now       func() time.Time
 	listening atomic.Bool
 	addr      atomic.Value // string
+	pressure  storePressure
 }
 
 // New checks the options and returns a server that stores events with the client.
@@ -218,7 +222,9 @@ func (s *Server) store(ctx context.Context, cb Callback) answer {
 		a = answer{status: http.StatusServiceUnavailable, result: "unavailable", command: cb.Command,
 			info: fmt.Sprintf("the event could not be stored within %s and was not accepted", s.opts.StoreTimeout)}
 	}
-	storeDuration.WithLabelValues(a.result).Observe(time.Since(start).Seconds())
+	took := time.Since(start)
+	storeDuration.WithLabelValues(a.result).Observe(took.Seconds())
+	s.pressure.observe(took, s.opts.SlowStore)
 	return a
 }
 

@@ -2,6 +2,7 @@ package webhookserver
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"net"
 	"net/http"
@@ -94,4 +95,38 @@ func testScheme(t *testing.T) *runtime.Scheme {
 		t.Fatal(err)
 	}
 	return s
+}
+
+// A store that is slow (here: an API server that never answers) makes deliveries give
+// way for a moment; with SlowStore at 0 they never wait.
+func TestASlowStoreMakesDeliveriesGiveWay(t *testing.T) {
+	host := unreachableAPIServers(t)["never answers"]
+	for _, slowStore := range []time.Duration{0, 50 * time.Millisecond} {
+		t.Run("SlowStore="+slowStore.String(), func(t *testing.T) {
+			c, err := client.New(&rest.Config{Host: host, Timeout: 10 * time.Second}, client.Options{Scheme: testScheme(t)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			s, err := New(c, Options{Path: "/callback", SDKAppIDs: []string{"1400000000"}, MaxRequestSkew: time.Minute,
+				MaxBodyBytes: 1 << 20, Namespace: "events", StoreTimeout: 200 * time.Millisecond, SlowStore: slowStore})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if waited := s.WaitForStores(context.Background(), time.Minute); waited >= pressureHold {
+				t.Fatalf("waited %s before any store", waited)
+			}
+			req := httptest.NewRequest(http.MethodPost,
+				"/callback?SdkAppid=1400000000&CallbackCommand=OfficialAccount.CallbackAfterAddSubscriber",
+				bytes.NewReader(testenv.Fixture("after-add-subscriber.json")))
+			s.ServeHTTP(httptest.NewRecorder(), req)
+
+			waited := s.WaitForStores(context.Background(), time.Minute)
+			switch {
+			case slowStore == 0 && waited >= pressureHold:
+				t.Fatalf("waited %s with the yielding off", waited)
+			case slowStore > 0 && (waited < pressureHold/2 || waited >= time.Minute):
+				t.Fatalf("waited %s after a 200 ms store, want about %s", waited, pressureHold)
+			}
+		})
+	}
 }
