@@ -153,10 +153,12 @@ func run(ctx context.Context, cfg config, logf func(string, ...any)) (*results, 
 	if err := waitReconciled(ctx, c, 10*time.Minute, nil); err != nil {
 		return nil, err
 	}
-	logf("steady reference: %.0f creates/s, each with a status write, straight through a client for %s", res.SteadyRate, cfg.Duration)
-	res.SteadyReference = referenceSteadyLoad(ctx, c, res.SteadyRate, cfg.Duration, "steady-reference", true)
+	// The floor first: the reference may overload the API server, and the floor must not
+	// inherit that.
 	logf("steady floor: %.0f bare creates/s straight through a client for %s", res.SteadyRate, cfg.Duration)
 	res.SteadyFloor = referenceSteadyLoad(ctx, c, res.SteadyRate, cfg.Duration, "steady-floor", false)
+	logf("steady reference: %.0f creates/s, each with a status write, straight through a client for %s", res.SteadyRate, cfg.Duration)
+	res.SteadyReference = referenceSteadyLoad(ctx, c, res.SteadyRate, cfg.Duration, "steady-reference", true)
 
 	logf("memory: filling the event namespace to %d resources", cfg.MemoryObjects)
 	if err := fillForMemory(ctx, c, cfg, res); err != nil {
