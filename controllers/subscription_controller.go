@@ -49,6 +49,9 @@ type SubscriptionReconciler struct {
 	DeliveredRetention      time.Duration
 	FailedRetention         time.Duration
 	MaxConcurrentReconciles int
+	// RecordDelivered records a Normal Event on each resource delivered to a sink. It is one
+	// more API write per delivery; failures are recorded whatever its value.
+	RecordDelivered bool
 
 	// Ingest, when set, is the webhook server this reconciler gives way to: while its
 	// stores are slow, each reconcile first waits, up to YieldMaxWait.
@@ -240,8 +243,10 @@ func (r *SubscriptionReconciler) recordAttempt(ctx context.Context, sub *v1alpha
 	if err == nil {
 		d.State, d.DeliveredTime, d.LastError = v1alpha1.DeliveryDelivered, &attemptTime, ""
 		deliveriesTotal.WithLabelValues(sinkLabel, "delivered").Inc()
-		r.Recorder.Eventf(sub, sink, corev1.EventTypeNormal, v1alpha1.ReasonDelivered, "Deliver",
-			"delivered to sink %s on attempt %d", d.Name, d.Attempts)
+		if r.RecordDelivered {
+			r.Recorder.Eventf(sub, sink, corev1.EventTypeNormal, v1alpha1.ReasonDelivered, "Deliver",
+				"delivered to sink %s on attempt %d", d.Name, d.Attempts)
+		}
 		return
 	}
 	policy := retryPolicyOf(sink.Spec.Retry)

@@ -25,6 +25,8 @@ type Config struct {
 	DeliveredRetention      time.Duration
 	FailedRetention         time.Duration
 	MaxConcurrentReconciles int
+	// DeliveredEvents records a Normal Event for each delivery.
+	DeliveredEvents bool
 	// DeliveryYieldMaxWait bounds how long a delivery gives way to slow stores; 0 never
 	// waits.
 	DeliveryYieldMaxWait time.Duration
@@ -47,6 +49,7 @@ func DefaultConfig() Config {
 		FailedRetention:         168 * time.Hour,
 		MaxConcurrentReconciles: 8,
 		DeliveryYieldMaxWait:    time.Second,
+		DeliveredEvents:         true,
 	}
 }
 
@@ -87,6 +90,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, cfg Config) (*webhookserver.Se
 		DeliveredRetention:      cfg.DeliveredRetention,
 		FailedRetention:         cfg.FailedRetention,
 		MaxConcurrentReconciles: cfg.MaxConcurrentReconciles,
+		RecordDelivered:         cfg.DeliveredEvents,
 		Ingest:                  server,
 		YieldMaxWait:            cfg.DeliveryYieldMaxWait,
 	}).SetupWithManager(ctx, mgr); err != nil {
