@@ -19,7 +19,7 @@ var (
 
 	yieldSeconds = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "officialaccount_delivery_yield_seconds_total",
-		Help: "Time deliveries waited for the webhook's stores in flight before going ahead.",
+		Help: "Time deliveries gave way to the webhook while its stores were slow.",
 	})
 )
 

@@ -25,6 +25,14 @@ func TestBenchSmoke(t *testing.T) {
 	if res.Steady.Sent == 0 || res.Steady.OK != res.Steady.Sent {
 		t.Fatalf("steady load: %d of %d OK", res.Steady.OK, res.Steady.Sent)
 	}
+	if len(res.CeilingRounds) != 2 || res.EndToEndReference <= 0 {
+		t.Fatalf("ceiling rounds %v, end-to-end reference %.0f/s", res.CeilingRounds, res.EndToEndReference)
+	}
+	for name, ref := range map[string]loadResult{"floor": res.SteadyFloor, "reference": res.SteadyReference} {
+		if ref.Sent == 0 || ref.OK != ref.Sent {
+			t.Fatalf("steady %s: %d of %d created", name, ref.OK, ref.Sent)
+		}
+	}
 	if res.Memory.Objects < cfg.MemoryObjects || res.Memory.PeakRSSMB <= 0 {
 		t.Fatalf("memory phase: %d objects, %.0f MiB", res.Memory.Objects, res.Memory.PeakRSSMB)
 	}

@@ -77,10 +77,10 @@ func printTable(w io.Writer, r *results) {
 		r.Ingest.Latency.P50ms, r.Ingest.Latency.P95ms, r.Ingest.Latency.P99ms, r.Ingest.Latency.MaxMs)
 	fmt.Fprintf(w, "| end to end: POST to Ready, delivered | %.0f /s (%.1f s for %d) | %.2f | ≥ 0.40: %s |\n",
 		e.ReadyPerSecond, e.ReadySeconds, e.OK, r.EndToEndRatio, verdict(r.EndToEndRatio >= 0.40))
-	fmt.Fprintf(w, "| reference: create + status write per event, straight through a client | %.0f /s | %.2f | |\n",
-		r.EndToEndReference, r.EndToEndReferenceRatio)
 	fmt.Fprintf(w, "| end to end: answered OK / delivered / lost | %d / %d / %d | | 0 lost: %s |\n",
 		e.OK, e.Delivered, e.Lost, verdict(e.Lost == 0))
+	fmt.Fprintf(w, "| reference: create + status write per event, straight through a client | %.0f /s | %.2f | |\n",
+		r.EndToEndReference, r.EndToEndReferenceRatio)
 	fmt.Fprintf(w, "| steady load at %.0f /s: p50 / p99 / max | %.1f / %.1f / %.1f ms | | p99 ≤ 100 ms: %s |\n",
 		r.SteadyRate, r.Steady.Latency.P50ms, r.Steady.Latency.P99ms, r.Steady.Latency.MaxMs, verdict(r.Steady.Latency.P99ms <= 100))
 	fmt.Fprintf(w, "| steady load: answers over 1 s / not OK | %d / %d | | 0: %s |\n",
