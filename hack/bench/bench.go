@@ -75,7 +75,17 @@ type results struct {
 		Objects   int     `json:"objectsInCache"`
 		PeakRSSMB float64 `json:"peakRSSMiB"`
 	} `json:"memory"`
+	// CPU is where each throughput phase's CPU time went, per event, by process.
+	CPU map[string]cpuCost `json:"cpu,omitempty"`
 }
+
+// The phases whose CPU time is accounted, in the order of the table.
+const (
+	phaseCeiling   = "ceiling"
+	phaseReference = "reference"
+	phaseIngest    = "ingest"
+	phaseEndToEnd  = "end to end"
+)
 
 func run(ctx context.Context, cfg config, logf func(string, ...any)) (*results, error) {
 	res := &results{N: cfg.N, C: cfg.C, Machine: machine()}
@@ -93,6 +103,11 @@ func run(ctx context.Context, cfg config, logf func(string, ...any)) (*results, 
 	if err != nil {
 		return nil, err
 	}
+	meter, err := newCPUMeter()
+	if err != nil {
+		return nil, err
+	}
+	res.CPU = map[string]cpuCost{}
 	for _, ns := range []string{"ceiling", eventNamespace} {
 		if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
 			return nil, err
@@ -103,15 +118,16 @@ func run(ctx context.Context, cfg config, logf func(string, ...any)) (*results, 
 	// grows with every phase; the ceiling is the better of a run at the start and one just
 	// before the operator starts. Taking the better one makes every ratio harder to meet,
 	// never easier.
-	if err := measureCeiling(ctx, c, cfg, res, logf); err != nil {
+	if err := measureCeiling(ctx, c, cfg, res, meter, logf); err != nil {
 		return nil, err
 	}
 	logf("end-to-end reference: %d creates, each followed by a status write, straight through a client", cfg.N)
-	perSecond, err := measureReference(ctx, c, cfg, "reference", writeDeliveredStatus)
+	perSecond, cost, err := measureReference(ctx, c, cfg, meter, "reference", writeDeliveredStatus)
 	if err != nil {
 		return nil, err
 	}
-	if err := measureCeiling(ctx, c, cfg, res, logf); err != nil {
+	res.CPU[phaseReference] = cost
+	if err := measureCeiling(ctx, c, cfg, res, meter, logf); err != nil {
 		return nil, err
 	}
 	res.EndToEndReference, res.EndToEndReferenceRatio = perSecond, perSecond/res.CeilingPerSec
@@ -125,10 +141,13 @@ func run(ctx context.Context, cfg config, logf func(string, ...any)) (*results, 
 		return nil, err
 	}
 	defer mgr.stop()
+	meter.pids[roleManager] = mgr.cmd.Process.Pid
 	s := newSender(mgr.webhookURL, benchApp, cfg.C)
 
 	logf("ingest: %d callbacks through the webhook, %d senders", cfg.N, cfg.C)
+	before := meter.sample()
 	res.Ingest = s.closedLoop(ctx, "@TOA#_bench_ingest", cfg.N, cfg.C)
+	res.CPU[phaseIngest] = meter.costSince(before, res.Ingest.OK, runtimeNumCPU())
 	res.IngestRatio = res.Ingest.PerSecond / res.CeilingPerSec
 
 	// Each phase starts with an idle operator: the ingest phase's events, which match no
@@ -137,9 +156,11 @@ func run(ctx context.Context, cfg config, logf func(string, ...any)) (*results, 
 		return nil, err
 	}
 	logf("end to end: %d callbacks to an HTTP sink that answers 200", cfg.N)
+	before = meter.sample()
 	if err := endToEnd(ctx, c, s, cfg, res); err != nil {
 		return nil, err
 	}
+	res.CPU[phaseEndToEnd] = meter.costSince(before, res.EndToEnd.OK, runtimeNumCPU())
 	res.EndToEndRatio = res.EndToEnd.ReadyPerSecond / res.CeilingPerSec
 
 	res.SteadyRate = res.Ingest.PerSecond * cfg.RateFraction
@@ -168,31 +189,36 @@ func run(ctx context.Context, cfg config, logf func(string, ...any)) (*results, 
 	return res, err
 }
 
-// measureCeiling runs one round of bare creates and keeps the best round as the ceiling.
-func measureCeiling(ctx context.Context, c client.Client, cfg config, res *results, logf func(string, ...any)) error {
+// measureCeiling runs one round of bare creates and keeps the best round, and its CPU
+// cost, as the ceiling.
+func measureCeiling(ctx context.Context, c client.Client, cfg config, res *results, meter *cpuMeter, logf func(string, ...any)) error {
 	logf("ceiling, round %d: %d creates straight through a client, %d workers", len(res.CeilingRounds)+1, cfg.N, cfg.C)
-	perSecond, err := measureReference(ctx, c, cfg, "ceiling", nil)
+	perSecond, cost, err := measureReference(ctx, c, cfg, meter, "ceiling", nil)
 	if err != nil {
 		return err
 	}
 	res.CeilingRounds = append(res.CeilingRounds, perSecond)
-	res.CeilingPerSec = max(res.CeilingPerSec, perSecond)
+	if perSecond > res.CeilingPerSec {
+		res.CeilingPerSec, res.CPU[phaseCeiling] = perSecond, cost
+	}
 	return nil
 }
 
 // measureReference creates N events straight through a client with C workers, calling
-// then on each once it exists, and reports the events per second. It leaves the
-// "ceiling" namespace empty, as the operator never sees it.
-func measureReference(ctx context.Context, c client.Client, cfg config, prefix string,
-	then func(context.Context, client.Client, *v1alpha1.OfficialAccountSubscription) error) (float64, error) {
+// then on each once it exists, and reports the events per second and their CPU cost. It
+// leaves the "ceiling" namespace empty, as the operator never sees it.
+func measureReference(ctx context.Context, c client.Client, cfg config, meter *cpuMeter, prefix string,
+	then func(context.Context, client.Client, *v1alpha1.OfficialAccountSubscription) error) (float64, cpuCost, error) {
+	before := meter.sample()
 	created, elapsed, err := createObjects(ctx, c, "ceiling", prefix, cfg.N, cfg.C, then)
 	if err != nil {
-		return 0, err
+		return 0, cpuCost{}, err
 	}
+	cost := meter.costSince(before, created, runtimeNumCPU())
 	if err := c.DeleteAllOf(ctx, &v1alpha1.OfficialAccountSubscription{}, client.InNamespace("ceiling")); err != nil {
-		return 0, err
+		return 0, cpuCost{}, err
 	}
-	return float64(created) / elapsed.Seconds(), nil
+	return float64(created) / elapsed.Seconds(), cost, nil
 }
 
 // createObjects creates n valid events in a namespace with c workers, calling then (when

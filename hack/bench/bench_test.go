@@ -33,12 +33,29 @@ func TestBenchSmoke(t *testing.T) {
 			t.Fatalf("steady %s: %d of %d created", name, ref.OK, ref.Sent)
 		}
 	}
+	// CPU time comes in 10 ms ticks, too coarse to expect every process busy in every tiny
+	// phase; summed over the phases each must show.
+	busy := map[string]float64{}
+	for _, phase := range []string{phaseCeiling, phaseReference, phaseIngest, phaseEndToEnd} {
+		cost, ok := res.CPU[phase]
+		if !ok || cost.Events != cfg.N {
+			t.Fatalf("%s: CPU accounted for %d events, want %d", phase, cost.Events, cfg.N)
+		}
+		for role, ms := range cost.MsPerEvent {
+			busy[role] += ms
+		}
+	}
+	if busy[roleAPIServer] <= 0 || busy[roleManager] <= 0 {
+		t.Fatalf("CPU per event summed over the phases: %v", busy)
+	}
 	if res.Memory.Objects < cfg.MemoryObjects || res.Memory.PeakRSSMB <= 0 {
 		t.Fatalf("memory phase: %d objects, %.0f MiB", res.Memory.Objects, res.Memory.PeakRSSMB)
 	}
 	var table bytes.Buffer
 	printTable(&table, res)
-	if !strings.Contains(table.String(), "| ingest: events stored through the webhook |") {
+	printCPU(&table, res)
+	if !strings.Contains(table.String(), "| ingest: events stored through the webhook |") ||
+		!strings.Contains(table.String(), "| end to end | ") {
 		t.Fatalf("table:\n%s", table.String())
 	}
 }

@@ -49,6 +49,7 @@ func main() {
 		fail(err)
 	}
 	printTable(os.Stdout, res)
+	printCPU(os.Stdout, res)
 	if err := os.MkdirAll(filepath.Dir(*out), 0o755); err != nil {
 		fail(err)
 	}
@@ -91,6 +92,43 @@ func printTable(w io.Writer, r *results) {
 		r.SteadyFloor.Latency.P50ms, r.SteadyFloor.Latency.P99ms, r.SteadyFloor.Latency.MaxMs)
 	fmt.Fprintf(w, "| manager peak RSS with %d resources cached | %.0f MiB | | ≤ 256 MiB: %s |\n",
 		r.Memory.Objects, r.Memory.PeakRSSMB, verdict(r.Memory.PeakRSSMB <= 256))
+}
+
+// printCPU shows where each throughput phase's CPU went, per event. With the machine
+// saturated, rate × CPU per event is the same in every phase, so a phase's ratio to the
+// ceiling is bounded by the ceiling's CPU per event divided by its own.
+func printCPU(w io.Writer, r *results) {
+	ceiling, ok := r.CPU[phaseCeiling]
+	if !ok {
+		return
+	}
+	rates := map[string]float64{phaseCeiling: r.CeilingPerSec, phaseReference: r.EndToEndReference,
+		phaseIngest: r.Ingest.PerSecond, phaseEndToEnd: r.EndToEnd.ReadyPerSecond}
+	fmt.Fprintf(w, "\nCPU per event, by process (ms); busy cores of the %d over the phase:\n\n", runtimeNumCPU())
+	fmt.Fprintf(w, "| phase | events/s | busy cores | %s | total | bound by CPU |\n|---|---|---|%s---|---|\n",
+		strings.Join(cpuRoles, " | "), strings.Repeat("---|", len(cpuRoles)))
+	for _, phase := range []string{phaseCeiling, phaseReference, phaseIngest, phaseEndToEnd} {
+		cost, ok := r.CPU[phase]
+		if !ok {
+			continue
+		}
+		perRole := make([]string, len(cpuRoles))
+		for i, role := range cpuRoles {
+			perRole[i] = fmt.Sprintf("%.2f", cost.MsPerEvent[role])
+		}
+		fmt.Fprintf(w, "| %s | %.0f | %.2f | %s | %.2f | %.2f |\n", phase, rates[phase], cost.BusyCores,
+			strings.Join(perRole, " | "), cost.TotalMsEvent, cpuBound(ceiling, cost, runtimeNumCPU()))
+	}
+}
+
+// cpuBound is the most a phase's ratio to the ceiling can be while its CPU per event
+// stays as measured: all the machine's cores over its CPU per event is its best rate, and
+// the ceiling's rate is the cores it kept busy over its own CPU per event.
+func cpuBound(ceiling, phase cpuCost, cores int) float64 {
+	if phase.TotalMsEvent == 0 || ceiling.BusyCores == 0 {
+		return 0
+	}
+	return float64(cores) / ceiling.BusyCores * ceiling.TotalMsEvent / phase.TotalMsEvent
 }
 
 func joinRates(rates []float64) string {
