@@ -5,15 +5,20 @@ package config
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
 
 	"github.com/chat-operators/officialaccount-operator/api/v1alpha1"
 	"github.com/chat-operators/officialaccount-operator/internal/operator"
@@ -98,7 +103,7 @@ func TestSamplesApplyToARealAPIServer(t *testing.T) {
 	// The API server enforces what the API promises: the spec is immutable.
 	sub.Spec.Subscribers = append(sub.Spec.Subscribers, "mallory")
 	sub.Spec.SubscriberCount++
-	if err := c.Update(ctx, &sub); err == nil || !strings.Contains(err.Error(), "spec is immutable") {
+	if err := c.Update(ctx, &sub); err == nil || !strings.Contains(err.Error(), "field is immutable") {
 		t.Errorf("changing a stored event's spec: err = %v, want the immutability rule", err)
 	}
 }
@@ -136,5 +141,110 @@ func TestTheAPIServerEnforcesTheCRDRules(t *testing.T) {
 				t.Fatalf("err = %v, want %q", err, tt.wantErr)
 			}
 		})
+	}
+}
+
+// The API server keeps a stored event as Tencent sent it: any spec field changed, added or
+// removed is refused, while labels and the status stay writable.
+func TestTheAPIServerKeepsAStoredEventAsSent(t *testing.T) {
+	cfg, _ := testenv.StartForTest(t, testenv.NewEnvironment())
+	c, err := client.New(cfg, client.Options{Scheme: operator.NewScheme()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	store := func(t *testing.T, name string, withOptional bool) *v1alpha1.OfficialAccountSubscription {
+		t.Helper()
+		sub := &v1alpha1.OfficialAccountSubscription{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default"},
+			Spec: v1alpha1.OfficialAccountSubscriptionSpec{SDKAppID: "1400000000", CallbackCommand: "OfficialAccount.CallbackAfterAddSubscriber",
+				Action: v1alpha1.ActionSubscribe, OfficialAccount: "@TOA#_a", Subscribers: []string{"jared"}, SubscriberCount: 1,
+				EventTime: 1670574414123, ReceivedTime: metav1.Now()}}
+		if withOptional {
+			sub.Spec.OperatorAccount, sub.Spec.ClientIP, sub.Spec.OptPlatform = "107867", "127.0.0.1", "RESTAPI"
+		}
+		if err := c.Create(ctx, sub); err != nil {
+			t.Fatal(err)
+		}
+		return sub
+	}
+	tests := map[string]struct {
+		withOptional bool
+		change       func(*v1alpha1.OfficialAccountSubscriptionSpec)
+		wantErr      string // empty: the update must succeed
+	}{
+		"sdkAppID changed":        {change: func(s *v1alpha1.OfficialAccountSubscriptionSpec) { s.SDKAppID = "1400000001" }, wantErr: "field is immutable"},
+		"callbackCommand changed": {change: func(s *v1alpha1.OfficialAccountSubscriptionSpec) { s.CallbackCommand = "x" }, wantErr: "field is immutable"},
+		"action changed":          {change: func(s *v1alpha1.OfficialAccountSubscriptionSpec) { s.Action = v1alpha1.ActionUnsubscribe }, wantErr: "field is immutable"},
+		"officialAccount changed": {change: func(s *v1alpha1.OfficialAccountSubscriptionSpec) { s.OfficialAccount = "@TOA#_b" }, wantErr: "field is immutable"},
+		"subscribers changed":     {change: func(s *v1alpha1.OfficialAccountSubscriptionSpec) { s.Subscribers = []string{"mallory"} }, wantErr: "field is immutable"},
+		"a subscriber added": {change: func(s *v1alpha1.OfficialAccountSubscriptionSpec) {
+			s.Subscribers, s.SubscriberCount = append(s.Subscribers, "mallory"), 2
+		}, wantErr: "field is immutable"},
+		"eventTime changed": {change: func(s *v1alpha1.OfficialAccountSubscriptionSpec) { s.EventTime++ }, wantErr: "field is immutable"},
+		"receivedTime changed": {change: func(s *v1alpha1.OfficialAccountSubscriptionSpec) {
+			s.ReceivedTime = metav1.NewTime(s.ReceivedTime.Add(time.Hour))
+		}, wantErr: "field is immutable"},
+		"operatorAccount changed": {withOptional: true, change: func(s *v1alpha1.OfficialAccountSubscriptionSpec) { s.OperatorAccount = "x" }, wantErr: "field is immutable"},
+		"clientIP changed":        {withOptional: true, change: func(s *v1alpha1.OfficialAccountSubscriptionSpec) { s.ClientIP = "10.0.0.1" }, wantErr: "field is immutable"},
+		"optPlatform changed":     {withOptional: true, change: func(s *v1alpha1.OfficialAccountSubscriptionSpec) { s.OptPlatform = "Web" }, wantErr: "field is immutable"},
+		"operatorAccount added":   {change: func(s *v1alpha1.OfficialAccountSubscriptionSpec) { s.OperatorAccount = "x" }, wantErr: "optional fields are immutable"},
+		"clientIP added":          {change: func(s *v1alpha1.OfficialAccountSubscriptionSpec) { s.ClientIP = "10.0.0.1" }, wantErr: "optional fields are immutable"},
+		"optPlatform removed":     {withOptional: true, change: func(s *v1alpha1.OfficialAccountSubscriptionSpec) { s.OptPlatform = "" }, wantErr: "optional fields are immutable"},
+		"the spec left as it was": {withOptional: true, change: func(*v1alpha1.OfficialAccountSubscriptionSpec) {}},
+	}
+	i := 0
+	for name, tt := range tests {
+		i++
+		t.Run(name, func(t *testing.T) {
+			sub := store(t, fmt.Sprintf("event-%d", i), tt.withOptional)
+			tt.change(&sub.Spec)
+			sub.Labels = map[string]string{"touched": "yes"}
+			err := c.Update(ctx, sub)
+			if tt.wantErr == "" && err != nil {
+				t.Fatalf("update refused: %v", err)
+			}
+			if tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)) {
+				t.Fatalf("err = %v, want %q", err, tt.wantErr)
+			}
+		})
+	}
+
+	sub := store(t, "status-writable", true)
+	sub.Status.ObservedGeneration = sub.Generation
+	if err := c.Status().Update(ctx, sub); err != nil {
+		t.Fatalf("status write refused: %v", err)
+	}
+}
+
+// Each spec field needs its own immutability rule, and an optional one a presence rule
+// too; a field added to the API without them would be mutable. This guards the CRD.
+func TestEverySpecFieldOfAnEventHasAnImmutabilityRule(t *testing.T) {
+	raw, err := os.ReadFile(filepath.Join(testenv.RepoRoot(), "config", "crd", "bases",
+		"officialaccount.chat-operators.dev_officialaccountsubscriptions.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var crd apiextensionsv1.CustomResourceDefinition
+	if err := yaml.Unmarshal(raw, &crd); err != nil {
+		t.Fatal(err)
+	}
+	for _, version := range crd.Spec.Versions {
+		spec := version.Schema.OpenAPIV3Schema.Properties["spec"]
+		var specRules []string
+		for _, rule := range spec.XValidations {
+			specRules = append(specRules, rule.Rule)
+		}
+		for name, field := range spec.Properties {
+			if !slices.ContainsFunc(field.XValidations, func(r apiextensionsv1.ValidationRule) bool { return r.Rule == "self == oldSelf" }) {
+				t.Errorf("%s: spec.%s has no `self == oldSelf` rule", version.Name, name)
+			}
+			presence := fmt.Sprintf("has(self.%s) == has(oldSelf.%s)", name, name)
+			if !slices.Contains(spec.Required, name) && !strings.Contains(strings.Join(specRules, "\n"), presence) {
+				t.Errorf("%s: spec.%s is optional and no spec rule has %q", version.Name, name, presence)
+			}
+		}
+		if len(spec.Properties) == 0 {
+			t.Errorf("%s: no spec properties in the CRD", version.Name)
+		}
 	}
 }
