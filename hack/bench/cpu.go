@@ -33,6 +33,10 @@ type cpuCost struct {
 	TotalMsEvent float64            `json:"totalCpuMsPerEvent"`
 }
 
+func (c cpuCost) controlPlaneMs() float64 {
+	return c.MsPerEvent[roleAPIServer] + c.MsPerEvent[roleEtcd]
+}
+
 // cpuMeter samples the CPU time of the control plane, the manager and this process.
 type cpuMeter struct {
 	pids map[string]int

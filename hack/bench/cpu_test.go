@@ -76,6 +76,17 @@ func TestCPUBound(t *testing.T) {
 	}
 }
 
+func TestControlPlaneBound(t *testing.T) {
+	ceiling := cpuCost{MsPerEvent: map[string]float64{roleAPIServer: 2.5, roleEtcd: 0.5, roleLoad: 1}}
+	phase := cpuCost{MsPerEvent: map[string]float64{roleAPIServer: 5, roleEtcd: 1, roleManager: 3, roleLoad: 1}}
+	if got := controlPlaneBound(ceiling, phase); math.Abs(got-0.5) > 1e-9 {
+		t.Fatalf("got %v, want 0.5: the manager and the load generator do not count", got)
+	}
+	if got := controlPlaneBound(ceiling, cpuCost{}); got != 0 {
+		t.Fatalf("nothing measured: got %v", got)
+	}
+}
+
 // The meter finds this process, and its CPU time grows as it works.
 func TestCPUMeterCountsThisProcess(t *testing.T) {
 	m := &cpuMeter{pids: map[string]int{roleLoad: os.Getpid()}}

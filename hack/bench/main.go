@@ -94,9 +94,10 @@ func printTable(w io.Writer, r *results) {
 		r.Memory.Objects, r.Memory.PeakRSSMB, verdict(r.Memory.PeakRSSMB <= 256))
 }
 
-// printCPU shows where each throughput phase's CPU went, per event. With the machine
-// saturated, rate × CPU per event is the same in every phase, so a phase's ratio to the
-// ceiling is bounded by the ceiling's CPU per event divided by its own.
+// printCPU shows where each throughput phase's CPU went, per event, and the ratio to the
+// ceiling each phase could reach at that cost: on this machine, where every process
+// shares the cores, and with the API server and etcd alone on them, as on a cluster whose
+// control plane has its own machines.
 func printCPU(w io.Writer, r *results) {
 	ceiling, ok := r.CPU[phaseCeiling]
 	if !ok {
@@ -105,7 +106,7 @@ func printCPU(w io.Writer, r *results) {
 	rates := map[string]float64{phaseCeiling: r.CeilingPerSec, phaseReference: r.EndToEndReference,
 		phaseIngest: r.Ingest.PerSecond, phaseEndToEnd: r.EndToEnd.ReadyPerSecond}
 	fmt.Fprintf(w, "\nCPU per event, by process (ms); busy cores of the %d over the phase:\n\n", runtimeNumCPU())
-	fmt.Fprintf(w, "| phase | events/s | busy cores | %s | total | bound by CPU |\n|---|---|---|%s---|---|\n",
+	fmt.Fprintf(w, "| phase | events/s | busy cores | %s | total | ratio bound: this machine | ratio bound: control plane alone |\n|---|---|---|%s---|---|---|\n",
 		strings.Join(cpuRoles, " | "), strings.Repeat("---|", len(cpuRoles)))
 	for _, phase := range []string{phaseCeiling, phaseReference, phaseIngest, phaseEndToEnd} {
 		cost, ok := r.CPU[phase]
@@ -116,8 +117,8 @@ func printCPU(w io.Writer, r *results) {
 		for i, role := range cpuRoles {
 			perRole[i] = fmt.Sprintf("%.2f", cost.MsPerEvent[role])
 		}
-		fmt.Fprintf(w, "| %s | %.0f | %.2f | %s | %.2f | %.2f |\n", phase, rates[phase], cost.BusyCores,
-			strings.Join(perRole, " | "), cost.TotalMsEvent, cpuBound(ceiling, cost, runtimeNumCPU()))
+		fmt.Fprintf(w, "| %s | %.0f | %.2f | %s | %.2f | %.2f | %.2f |\n", phase, rates[phase], cost.BusyCores,
+			strings.Join(perRole, " | "), cost.TotalMsEvent, cpuBound(ceiling, cost, runtimeNumCPU()), controlPlaneBound(ceiling, cost))
 	}
 }
 
@@ -129,6 +130,16 @@ func cpuBound(ceiling, phase cpuCost, cores int) float64 {
 		return 0
 	}
 	return float64(cores) / ceiling.BusyCores * ceiling.TotalMsEvent / phase.TotalMsEvent
+}
+
+// controlPlaneBound is the most a phase's ratio to the ceiling can be when the API server
+// and etcd have cores to themselves and are the limit: the ceiling's control-plane CPU per
+// event over the phase's.
+func controlPlaneBound(ceiling, phase cpuCost) float64 {
+	if phase.controlPlaneMs() == 0 {
+		return 0
+	}
+	return ceiling.controlPlaneMs() / phase.controlPlaneMs()
 }
 
 func joinRates(rates []float64) string {
