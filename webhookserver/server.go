@@ -37,9 +37,9 @@ type Options struct {
 	// StoreTimeout bounds storing one event; it must stay well under Tencent's 2 s so that
 	// Tencent hears FAIL rather than timing out.
 	StoreTimeout time.Duration
-	// SlowStore: a store slower than this makes deliveries give way to the webhook for a
-	// moment (see WaitForStores); 0 never does.
-	SlowStore time.Duration
+	// SlowStoreDelay: a store that takes this much longer than usual makes deliveries give
+	// way to the webhook for a moment (see WaitForStores); 0 never does.
+	SlowStoreDelay time.Duration
 }
 
 // Server is a manager Runnable serving the webhook. It runs on every replica.
@@ -224,7 +224,7 @@ func (s *Server) store(ctx context.Context, cb Callback) answer {
 	}
 	took := time.Since(start)
 	storeDuration.WithLabelValues(a.result).Observe(took.Seconds())
-	s.pressure.observe(took, s.opts.SlowStore)
+	s.pressure.observe(time.Now(), took, s.opts.SlowStoreDelay)
 	return a
 }
 

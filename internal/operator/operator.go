@@ -43,13 +43,16 @@ func DefaultConfig() Config {
 			StoreTimeout:   1500 * time.Millisecond,
 			// A quarter of the 100 ms answer time the project holds itself to (see the
 			// README's Performance section): deliveries give way well before answers slow.
-			SlowStore: 25 * time.Millisecond,
+			SlowStoreDelay: 25 * time.Millisecond,
 		},
 		DeliveredRetention:      time.Hour,
 		FailedRetention:         168 * time.Hour,
 		MaxConcurrentReconciles: 8,
-		DeliveryYieldMaxWait:    time.Second,
-		DeliveredEvents:         true,
+		// Long enough that a burst of callbacks has the API server to itself; deliveries
+		// that waited it out go ahead, so a long spell of slow stores slows them down to
+		// MaxConcurrentReconciles every 10 s but never stops them.
+		DeliveryYieldMaxWait: 10 * time.Second,
+		DeliveredEvents:      true,
 	}
 }
 
