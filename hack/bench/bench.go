@@ -147,7 +147,7 @@ func run(ctx context.Context, cfg config, logf func(string, ...any)) (*results, 
 	logf("ingest: %d callbacks through the webhook, %d senders", cfg.N, cfg.C)
 	before := meter.sample()
 	res.Ingest = s.closedLoop(ctx, "@TOA#_bench_ingest", cfg.N, cfg.C)
-	res.CPU[phaseIngest] = meter.costSince(before, res.Ingest.OK, runtimeNumCPU())
+	res.CPU[phaseIngest] = meter.costSince(before, res.Ingest.OK)
 	res.IngestRatio = res.Ingest.PerSecond / res.CeilingPerSec
 
 	// Each phase starts with an idle operator: the ingest phase's events, which match no
@@ -160,7 +160,7 @@ func run(ctx context.Context, cfg config, logf func(string, ...any)) (*results, 
 	if err := endToEnd(ctx, c, s, cfg, res); err != nil {
 		return nil, err
 	}
-	res.CPU[phaseEndToEnd] = meter.costSince(before, res.EndToEnd.OK, runtimeNumCPU())
+	res.CPU[phaseEndToEnd] = meter.costSince(before, res.EndToEnd.OK)
 	res.EndToEndRatio = res.EndToEnd.ReadyPerSecond / res.CeilingPerSec
 
 	res.SteadyRate = res.Ingest.PerSecond * cfg.RateFraction
@@ -214,7 +214,7 @@ func measureReference(ctx context.Context, c client.Client, cfg config, meter *c
 	if err != nil {
 		return 0, cpuCost{}, err
 	}
-	cost := meter.costSince(before, created, runtimeNumCPU())
+	cost := meter.costSince(before, created)
 	if err := c.DeleteAllOf(ctx, &v1alpha1.OfficialAccountSubscription{}, client.InNamespace("ceiling")); err != nil {
 		return 0, cpuCost{}, err
 	}

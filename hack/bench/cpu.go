@@ -88,7 +88,7 @@ func (m *cpuMeter) sample() cpuSample {
 
 // costSince is the CPU each process spent since start, per event, and how busy the
 // machine was meanwhile.
-func (m *cpuMeter) costSince(start cpuSample, events int, cores int) cpuCost {
+func (m *cpuMeter) costSince(start cpuSample, events int) cpuCost {
 	end := m.sample()
 	c := cpuCost{Events: events, MsPerEvent: map[string]float64{}}
 	if events == 0 {
@@ -103,7 +103,7 @@ func (m *cpuMeter) costSince(start cpuSample, events int, cores int) cpuCost {
 		c.TotalMsEvent += ms
 	}
 	if ticks := end.ticks - start.ticks; ticks > 0 {
-		c.BusyCores = (end.busyTicks - start.busyTicks) / ticks * float64(cores)
+		c.BusyCores = (end.busyTicks - start.busyTicks) / ticks * float64(runtimeNumCPU())
 	}
 	return c
 }

@@ -94,7 +94,7 @@ func TestCPUMeterCountsThisProcess(t *testing.T) {
 	for x, deadline := 0, start.seconds[roleLoad]+0.05; m.sample().seconds[roleLoad] < deadline; x++ {
 		_ = x * x
 	}
-	cost := m.costSince(start, 10, 2)
+	cost := m.costSince(start, 10)
 	if cost.MsPerEvent[roleLoad] < 5 || cost.TotalMsEvent != cost.MsPerEvent[roleLoad] || cost.BusyCores <= 0 {
 		t.Fatalf("cost %+v", cost)
 	}
