@@ -224,7 +224,7 @@ func (s *Server) store(ctx context.Context, cb Callback) answer {
 	}
 	took := time.Since(start)
 	storeDuration.WithLabelValues(a.result).Observe(took.Seconds())
-	s.pressure.observe(time.Now(), took, s.opts.SlowStoreDelay)
+	s.pressure.observe(start.Add(took), took, s.opts.SlowStoreDelay)
 	return a
 }
 
