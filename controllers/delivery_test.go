@@ -133,9 +133,12 @@ var _ = Describe("The seed's sample request, end to end", func() {
 		mac.Write(req.Body)
 		Expect(req.Header.Get("webhook-signature")).To(Equal("v1," + base64.StdEncoding.EncodeToString(mac.Sum(nil))))
 
-		var events eventsv1.EventList
-		Expect(k8s.List(context.Background(), &events, client.InNamespace(eventNamespace))).To(Succeed())
-		Expect(events.Items).To(ContainElement(SatisfyAll(
+		// Events are recorded in the background, so the Event may come a moment after Ready.
+		Eventually(func(g Gomega) []eventsv1.Event {
+			var events eventsv1.EventList
+			g.Expect(k8s.List(context.Background(), &events, client.InNamespace(eventNamespace))).To(Succeed())
+			return events.Items
+		}).Should(ContainElement(SatisfyAll(
 			HaveField("Regarding.Name", sub.Name), HaveField("Reason", v1alpha1.ReasonDelivered))))
 	})
 })
