@@ -103,6 +103,11 @@ func run(ctx context.Context, cfg config, logf func(string, ...any)) (*results, 
 	if err != nil {
 		return nil, err
 	}
+	// Written at once, so that kubectl can look at the API server during the whole run.
+	kubeconfig := filepath.Join(cfg.WorkDir, "kubeconfig")
+	if err := os.WriteFile(kubeconfig, env.KubeConfig, 0o600); err != nil {
+		return nil, err
+	}
 	meter, err := newCPUMeter()
 	if err != nil {
 		return nil, err
@@ -132,10 +137,6 @@ func run(ctx context.Context, cfg config, logf func(string, ...any)) (*results, 
 	}
 	res.EndToEndReference, res.EndToEndReferenceRatio = perSecond, perSecond/res.CeilingPerSec
 
-	kubeconfig := filepath.Join(cfg.WorkDir, "kubeconfig")
-	if err := os.WriteFile(kubeconfig, env.KubeConfig, 0o600); err != nil {
-		return nil, err
-	}
 	mgr, err := startManager(ctx, cfg.WorkDir, kubeconfig, cfg.ManagerArgs, logf)
 	if err != nil {
 		return nil, err
