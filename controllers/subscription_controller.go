@@ -37,7 +37,9 @@ const cacheCatchUpDelay = 50 * time.Millisecond
 
 // StoreActivity is what a reconcile needs of the webhook server to give way to it.
 type StoreActivity interface {
-	WaitForStores(ctx context.Context, maxWait time.Duration) time.Duration
+	// AdmitDelivery waits until a delivery may start, maxWait at most; the delivery calls
+	// release when it is done.
+	AdmitDelivery(ctx context.Context, maxWait time.Duration) (release func(), waited time.Duration)
 }
 
 // SubscriptionReconciler delivers each OfficialAccountSubscription to its sinks.
@@ -54,7 +56,8 @@ type SubscriptionReconciler struct {
 	RecordDelivered bool
 
 	// Ingest, when set, is the webhook server this reconciler gives way to: while its
-	// stores are slow, each reconcile first waits, up to YieldMaxWait.
+	// stores are slow, fewer reconciles run at once, and each waits up to YieldMaxWait for
+	// its turn.
 	Ingest       StoreActivity
 	YieldMaxWait time.Duration
 
@@ -82,7 +85,7 @@ func (r *SubscriptionReconciler) now() time.Time {
 // Reconcile delivers what is due, writes the status once, and asks to come back when the
 // next attempt or the retention deadline is due.
 func (r *SubscriptionReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
-	r.yieldToIngest(ctx)
+	defer r.yieldToIngest(ctx)()
 	var sub v1alpha1.OfficialAccountSubscription
 	if err := r.Get(ctx, req.NamespacedName, &sub); err != nil {
 		if apierrors.IsNotFound(err) {
@@ -124,15 +127,18 @@ func (r *SubscriptionReconciler) Reconcile(ctx context.Context, req ctrl.Request
 	return ctrl.Result{RequeueAfter: r.requeueAfter(&sub)}, nil
 }
 
-// yieldToIngest waits while the webhook's stores are slow. Storing is the one thing that
-// cannot wait: Tencent gives up after 2 s and never retries, while a delivery of an event
-// already stored loses nothing by starting a moment later. When the API server cannot
-// keep up with both, its capacity goes first to the creates, and deliveries catch up after.
-func (r *SubscriptionReconciler) yieldToIngest(ctx context.Context) {
+// yieldToIngest waits for the reconcile's turn while the webhook's stores are slow, and
+// returns what ends the turn. Storing is the one thing that cannot wait: Tencent gives up
+// after 2 s and never retries, while a delivery of an event already stored loses nothing
+// by starting a moment later. When the API server cannot keep up with both, its capacity
+// goes first to the creates, and deliveries catch up after.
+func (r *SubscriptionReconciler) yieldToIngest(ctx context.Context) (release func()) {
 	if r.Ingest == nil || r.YieldMaxWait <= 0 {
-		return
+		return func() {}
 	}
-	yieldSeconds.Add(r.Ingest.WaitForStores(ctx, r.YieldMaxWait).Seconds())
+	release, waited := r.Ingest.AdmitDelivery(ctx, r.YieldMaxWait)
+	yieldSeconds.Add(waited.Seconds())
+	return release
 }
 
 // cacheIsBehind reports whether the cache still holds an older status than this

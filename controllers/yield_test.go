@@ -6,12 +6,16 @@ import (
 	"time"
 )
 
-// recordingStoreActivity records the waits a reconcile asks of the webhook.
-type recordingStoreActivity struct{ waits []time.Duration }
+// recordingStoreActivity records the waits a reconcile asks of the webhook, and the
+// turns it ends.
+type recordingStoreActivity struct {
+	waits    []time.Duration
+	released int
+}
 
-func (r *recordingStoreActivity) WaitForStores(_ context.Context, maxWait time.Duration) time.Duration {
+func (r *recordingStoreActivity) AdmitDelivery(_ context.Context, maxWait time.Duration) (func(), time.Duration) {
 	r.waits = append(r.waits, maxWait)
-	return 0
+	return func() { r.released++ }, 0
 }
 
 func TestYieldToIngest(t *testing.T) {
@@ -32,9 +36,12 @@ func TestYieldToIngest(t *testing.T) {
 			if tt.webhook {
 				r.Ingest = webhook
 			}
-			r.yieldToIngest(context.Background())
+			r.yieldToIngest(context.Background())()
 			if len(webhook.waits) != len(tt.wantWaits) || (len(tt.wantWaits) > 0 && webhook.waits[0] != tt.wantWaits[0]) {
 				t.Fatalf("waits %v, want %v", webhook.waits, tt.wantWaits)
+			}
+			if webhook.released != len(webhook.waits) {
+				t.Fatalf("%d turns taken, %d ended", len(webhook.waits), webhook.released)
 			}
 		})
 	}

@@ -2,13 +2,13 @@ package webhookserver
 
 import (
 	"context"
+	"math"
 	"sync"
-	"sync/atomic"
 	"time"
 )
 
-// pressureHold is how long one slow store keeps deliveries waiting. Every slow store
-// renews it, so deliveries stay paused while stores stay slow and resume a moment after.
+// pressureHold paces the delivery limit: it is cut at most once per hold, and it grows by
+// one delivery for each hold without a slow store.
 const pressureHold = 100 * time.Millisecond
 
 // usualStoreWindow: a store's usual time is the fastest store of the current window and
@@ -16,22 +16,34 @@ const pressureHold = 100 * time.Millisecond
 // within two windows, and one that became faster at once.
 const usualStoreWindow = 10 * time.Second
 
-// storePressure tells deliveries when the webhook's stores are slow. The webhook and the
-// reconciler share one API server. Storing an event cannot wait: Tencent gives up after
-// 2 s and never retries. Delivering an event already stored loses nothing by starting a
-// moment later. So when stores slow down, deliveries give way until they are fast again.
+// storePressure limits how many deliveries run at once while the webhook's stores are
+// slow. The webhook and the reconciler share one API server. Storing an event cannot
+// wait: Tencent gives up after 2 s and never retries. Delivering an event already stored
+// loses nothing by starting a moment later. So when stores slow down, deliveries give way.
 //
 // Slow means slower than usual by more than a delay, not slower than a fixed time: an API
 // server that always takes 40 ms to create is not under pressure, and deliveries to a
 // cluster like that must not be held back. Slow stores, not busy ones, are the signal: an
 // API server with room for both is never held back, however many callbacks arrive.
+//
+// The limit moves the way TCP's congestion window does, and for the same reason: a slow
+// store halves the deliveries in flight, and each hold without one lets one more in. A
+// limit that only switched between none and all would let every worker in at once when
+// stores recover, slow them again, and answer Tencent in bursts of slow answers.
 type storePressure struct {
-	slowUntil atomic.Int64 // UnixNano; deliveries wait until then
-	usual     recentMinimum
+	usual recentMinimum
+
+	mu       sync.Mutex
+	inFlight int
+	limited  bool      // false until the first slow store: no limit
+	base     int       // the limit set by the last cut
+	lastSlow time.Time // the limit grows from here, one per hold
+	lastCut  time.Time
+	changed  chan struct{} // closed when a delivery ends; waiters then look again
 }
 
-// observe records how long a store took; one slower than usual by more than delay renews
-// the pressure.
+// observe records how long a store took; one slower than usual by more than delay cuts
+// the limit.
 func (p *storePressure) observe(now time.Time, took, delay time.Duration) {
 	if delay <= 0 {
 		return
@@ -39,35 +51,68 @@ func (p *storePressure) observe(now time.Time, took, delay time.Duration) {
 	if took <= p.usual.add(now, took)+delay {
 		return
 	}
-	until := now.Add(pressureHold).UnixNano()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	// Slow stores come in bunches, all caused by the same deliveries: one cut per hold.
+	if !p.limited || now.Sub(p.lastCut) >= pressureHold {
+		p.base, p.lastCut = min(p.inFlight, p.limitAt(now))/2, now
+	} else {
+		p.base = p.limitAt(now) // the limit holds here until stores are fast again
+	}
+	p.limited, p.lastSlow = true, now
+}
+
+// limitAt is how many deliveries may run at now: the last cut's level plus one for each
+// hold since the last slow store. Callers hold p.mu.
+func (p *storePressure) limitAt(now time.Time) int {
+	if !p.limited {
+		return math.MaxInt
+	}
+	grown := now.Sub(p.lastSlow) / pressureHold
+	if grown > math.MaxInt32 {
+		return math.MaxInt
+	}
+	return p.base + int(grown)
+}
+
+// admit returns once a delivery may start, after maxWait at most (so that a long spell of
+// slow stores slows deliveries down but never stops them), or when ctx ends. The
+// delivery counts as in flight until it calls release.
+func (p *storePressure) admit(ctx context.Context, maxWait time.Duration) (release func()) {
+	deadline := time.Now().Add(maxWait)
 	for {
-		current := p.slowUntil.Load()
-		if current >= until || p.slowUntil.CompareAndSwap(current, until) {
-			return
+		p.mu.Lock()
+		now := time.Now()
+		if p.inFlight < p.limitAt(now) || !now.Before(deadline) || ctx.Err() != nil {
+			p.inFlight++
+			p.mu.Unlock()
+			return p.release
 		}
+		// Look again when a delivery ends, when the limit next grows, or at the deadline.
+		if p.changed == nil {
+			p.changed = make(chan struct{})
+		}
+		changed := p.changed
+		nextGrowth := pressureHold - now.Sub(p.lastSlow)%pressureHold
+		p.mu.Unlock()
+
+		timer := time.NewTimer(min(nextGrowth, deadline.Sub(now)))
+		select {
+		case <-changed:
+		case <-timer.C:
+		case <-ctx.Done():
+		}
+		timer.Stop()
 	}
 }
 
-// wait returns once stores are no longer slow, after maxWait at most (so that a long
-// spell of slow stores slows deliveries down but never stops them), or when ctx ends.
-func (p *storePressure) wait(ctx context.Context, maxWait time.Duration) {
-	deadline := time.Now().Add(maxWait)
-	for {
-		until := time.Unix(0, p.slowUntil.Load())
-		if until.After(deadline) {
-			until = deadline
-		}
-		pause := time.Until(until)
-		if pause <= 0 {
-			return
-		}
-		timer := time.NewTimer(pause)
-		select {
-		case <-timer.C:
-		case <-ctx.Done():
-			timer.Stop()
-			return
-		}
+func (p *storePressure) release() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.inFlight--
+	if p.changed != nil {
+		close(p.changed)
+		p.changed = nil
 	}
 }
 
@@ -97,11 +142,12 @@ func (m *recentMinimum) add(now time.Time, d time.Duration) time.Duration {
 	return m.current
 }
 
-// WaitForStores lets a delivery give way to the webhook: while the webhook's stores are
-// slower than usual by more than Options.SlowStoreDelay it waits, maxWait at most, and
-// reports how long it waited.
-func (s *Server) WaitForStores(ctx context.Context, maxWait time.Duration) time.Duration {
+// AdmitDelivery lets a delivery give way to the webhook: while the webhook's stores are
+// slower than usual by more than Options.SlowStoreDelay, fewer deliveries run at once. It
+// waits maxWait at most, reports how long it waited, and returns the release the
+// delivery calls when it is done.
+func (s *Server) AdmitDelivery(ctx context.Context, maxWait time.Duration) (release func(), waited time.Duration) {
 	start := time.Now()
-	s.pressure.wait(ctx, maxWait)
-	return time.Since(start)
+	release = s.pressure.admit(ctx, maxWait)
+	return release, time.Since(start)
 }

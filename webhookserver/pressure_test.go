@@ -1,39 +1,102 @@
 package webhookserver
 
 import (
+	"cmp"
 	"context"
+	"math"
 	"testing"
 	"time"
 )
 
-func TestStorePressure(t *testing.T) {
+// The limit on deliveries in flight, step by step: halved by a slow store, at most once
+// per hold, and one more for each hold without a slow store.
+func TestDeliveryLimit(t *testing.T) {
+	const (
+		delay = 50 * time.Millisecond
+		fast  = time.Millisecond
+		slow  = time.Second
+		hold  = pressureHold
+	)
+	type step struct {
+		at        time.Duration // since the first step
+		inFlight  int
+		store     time.Duration // a store that took this long ends at at; 0: none
+		wantLimit int
+	}
+	tests := []struct {
+		name  string
+		usual time.Duration // the store before the first step; fast unless set
+		steps []step
+	}{
+		{name: "no limit while stores are fast", steps: []step{
+			{at: 0, inFlight: 8, store: fast, wantLimit: math.MaxInt},
+			{at: time.Second, inFlight: 8, store: delay, wantLimit: math.MaxInt}}},
+		{name: "a slow store halves the deliveries in flight", steps: []step{
+			{at: 1, inFlight: 8, store: slow, wantLimit: 4}}},
+		{name: "one cut per hold: slow stores come in bunches", steps: []step{
+			{at: 1, inFlight: 8, store: slow, wantLimit: 4},
+			{at: hold / 2, inFlight: 8, store: slow, wantLimit: 4},
+			{at: hold + hold/2, inFlight: 4, store: slow, wantLimit: 2}}},
+		{name: "cut from what runs, not from the limit", steps: []step{
+			{at: 1, inFlight: 2, store: slow, wantLimit: 1}}},
+		{name: "down to none while stores stay slow", steps: []step{
+			{at: 1, inFlight: 1, store: slow, wantLimit: 0},
+			{at: hold / 2, inFlight: 1, wantLimit: 0}}},
+		{name: "one more per hold after the last slow store", steps: []step{
+			{at: 1, inFlight: 8, store: slow, wantLimit: 4},
+			{at: 1 + hold, inFlight: 4, wantLimit: 5},
+			{at: 1 + 3*hold, inFlight: 5, wantLimit: 7}}},
+		{name: "a slow store stops the growth", steps: []step{
+			{at: 1, inFlight: 2, store: slow, wantLimit: 1},
+			{at: 1 + 3*hold, inFlight: 4, store: slow, wantLimit: 2},
+			{at: 1 + 3*hold + hold/2, inFlight: 2, wantLimit: 2}}},
+		{name: "stores that are always slow are usual: no limit", usual: 4 * delay, steps: []step{
+			{at: 1, inFlight: 8, store: 5 * delay, wantLimit: math.MaxInt}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var p storePressure
+			start := time.Now()
+			p.observe(start, cmp.Or(tt.usual, fast), delay)
+			for i, s := range tt.steps {
+				now := start.Add(s.at)
+				p.inFlight = s.inFlight
+				if s.store > 0 {
+					p.observe(now, s.store, delay)
+				}
+				if got := p.limitAt(now); got != s.wantLimit {
+					t.Fatalf("step %d: limit %d, want %d", i, got, s.wantLimit)
+				}
+			}
+		})
+	}
+}
+
+// admit waits for a turn under the limit, maxWait at most.
+func TestAdmitDelivery(t *testing.T) {
 	const delay = 50 * time.Millisecond
 	tests := []struct {
 		name        string
-		stores      []time.Duration // how long each store took, one after the other
+		slowStore   bool // a slow store just now, with no delivery in flight: the limit is 0
 		maxWait     time.Duration
 		cancel      bool
 		wantAtLeast time.Duration
 		wantBelow   time.Duration
 	}{
-		{name: "no store yet: no wait", maxWait: time.Minute, wantBelow: pressureHold},
-		{name: "fast stores: no wait", stores: []time.Duration{time.Millisecond, delay}, maxWait: time.Minute, wantBelow: pressureHold},
-		{name: "a store slower than usual: wait out the hold", stores: []time.Duration{time.Millisecond, 2 * delay}, maxWait: time.Minute,
-			wantAtLeast: pressureHold / 2, wantBelow: time.Minute},
-		{name: "stores that are always slow are usual: no wait", stores: []time.Duration{4 * delay, 5 * delay, 4 * delay}, maxWait: time.Minute,
-			wantBelow: pressureHold},
-		{name: "slower than the usual slow time: wait", stores: []time.Duration{4 * delay, 6 * delay}, maxWait: time.Minute,
-			wantAtLeast: pressureHold / 2, wantBelow: time.Minute},
-		{name: "never longer than maxWait", stores: []time.Duration{time.Millisecond, time.Second}, maxWait: 10 * time.Millisecond,
-			wantAtLeast: 10 * time.Millisecond, wantBelow: pressureHold},
-		{name: "stops when the context ends", stores: []time.Duration{time.Millisecond, time.Second}, maxWait: time.Minute, cancel: true,
-			wantBelow: pressureHold},
+		{name: "no slow store: no wait", maxWait: time.Minute, wantBelow: pressureHold / 2},
+		{name: "after a slow store: wait until the limit grows", slowStore: true, maxWait: time.Minute,
+			wantAtLeast: pressureHold / 2, wantBelow: 2 * pressureHold},
+		{name: "never longer than maxWait", slowStore: true, maxWait: 10 * time.Millisecond,
+			wantAtLeast: 10 * time.Millisecond, wantBelow: pressureHold / 2},
+		{name: "stops when the context ends", slowStore: true, maxWait: time.Minute, cancel: true,
+			wantBelow: pressureHold / 2},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var p storePressure
-			for _, took := range tt.stores {
-				p.observe(time.Now(), took, delay)
+			p.observe(time.Now(), time.Millisecond, delay)
+			if tt.slowStore {
+				p.observe(time.Now(), time.Second, delay)
 			}
 			ctx, cancel := context.WithCancel(context.Background())
 			if tt.cancel {
@@ -41,26 +104,53 @@ func TestStorePressure(t *testing.T) {
 			}
 			defer cancel()
 			start := time.Now()
-			p.wait(ctx, tt.maxWait)
+			release := p.admit(ctx, tt.maxWait)
 			waited := time.Since(start)
+			release()
 			if waited < tt.wantAtLeast || waited >= tt.wantBelow {
 				t.Fatalf("waited %s, want at least %s and below %s", waited, tt.wantAtLeast, tt.wantBelow)
+			}
+			if p.inFlight != 0 {
+				t.Fatalf("%d deliveries in flight after the release", p.inFlight)
 			}
 		})
 	}
 }
 
-// A delay of 0 turns the pressure off, however slow the stores.
+// A delivery that ends lets a waiting one in at once, without waiting for the limit to
+// grow: without the release's wake-up, the waiter would look again only when the limit
+// grows, a hold after the slow store.
+func TestAReleaseLetsAWaitingDeliveryIn(t *testing.T) {
+	var p storePressure
+	p.observe(time.Now(), time.Millisecond, time.Millisecond)
+	first := p.admit(context.Background(), 0)
+	second := p.admit(context.Background(), 0)
+	slowAt := time.Now()
+	p.observe(slowAt, time.Second, time.Millisecond) // 2 in flight: the limit is 1
+	admitted := make(chan time.Time, 1)
+	go func() {
+		release := p.admit(context.Background(), time.Minute)
+		admitted <- time.Now()
+		release()
+	}()
+	time.Sleep(pressureHold / 10)
+	first()
+	second()
+	if at := <-admitted; !at.Before(slowAt.Add(pressureHold)) {
+		t.Fatalf("admitted %s after the slow store, when the limit grew; want when the deliveries ended", at.Sub(slowAt))
+	}
+}
+
+// A delay of 0 turns the limit off, however slow the stores.
 func TestStorePressureOff(t *testing.T) {
 	var p storePressure
 	now := time.Now()
 	p.observe(now, time.Millisecond, 0)
 	p.observe(now, time.Hour, 0)
-	if p.slowUntil.Load() != 0 {
-		t.Fatal("a store was counted as slow with the delay off")
+	if got := p.limitAt(now); got != math.MaxInt {
+		t.Fatalf("limit %d with the delay off, want none", got)
 	}
 }
-
 func TestRecentMinimum(t *testing.T) {
 	const w = usualStoreWindow
 	type sample struct {

@@ -37,8 +37,8 @@ type Options struct {
 	// StoreTimeout bounds storing one event; it must stay well under Tencent's 2 s so that
 	// Tencent hears FAIL rather than timing out.
 	StoreTimeout time.Duration
-	// SlowStoreDelay: a store that takes this much longer than usual makes deliveries give
-	// way to the webhook for a moment (see WaitForStores); 0 never does.
+	// SlowStoreDelay: a store that takes this much longer than usual makes fewer deliveries
+	// run at once for a moment (see AdmitDelivery); 0 never does.
 	SlowStoreDelay time.Duration
 }
 

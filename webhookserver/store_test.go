@@ -114,7 +114,9 @@ func TestASlowStoreMakesDeliveriesGiveWay(t *testing.T) {
 				t.Fatal(err)
 			}
 			s.pressure.observe(time.Now(), time.Millisecond, slowStore) // the usual store
-			if waited := s.WaitForStores(context.Background(), time.Minute); waited >= pressureHold {
+			release, waited := s.AdmitDelivery(context.Background(), time.Minute)
+			release()
+			if waited >= pressureHold {
 				t.Fatalf("waited %s before a slow store", waited)
 			}
 			req := httptest.NewRequest(http.MethodPost,
@@ -122,7 +124,8 @@ func TestASlowStoreMakesDeliveriesGiveWay(t *testing.T) {
 				bytes.NewReader(testenv.Fixture("after-add-subscriber.json")))
 			s.ServeHTTP(httptest.NewRecorder(), req)
 
-			waited := s.WaitForStores(context.Background(), time.Minute)
+			release, waited = s.AdmitDelivery(context.Background(), time.Minute)
+			release()
 			switch {
 			case slowStore == 0 && waited >= pressureHold:
 				t.Fatalf("waited %s with the yielding off", waited)
