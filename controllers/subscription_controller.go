@@ -85,6 +85,7 @@ func (r *SubscriptionReconciler) now() time.Time {
 // Reconcile delivers what is due, writes the status once, and asks to come back when the
 // next attempt or the retention deadline is due.
 func (r *SubscriptionReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	// Waits for this reconcile's turn now, and ends the turn when the reconcile returns.
 	defer r.yieldToIngest(ctx)()
 	var sub v1alpha1.OfficialAccountSubscription
 	if err := r.Get(ctx, req.NamespacedName, &sub); err != nil {
