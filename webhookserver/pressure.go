@@ -35,9 +35,8 @@ type storePressure struct {
 
 	mu       sync.Mutex
 	inFlight int
-	limited  bool      // false until the first slow store: no limit
 	base     int       // the limit set by the last cut
-	lastSlow time.Time // the limit grows from here, one per hold
+	lastSlow time.Time // the limit grows from here, one per hold; zero: no limit yet
 	lastCut  time.Time
 	changed  chan struct{} // closed when a delivery ends; waiters then look again
 }
@@ -54,18 +53,18 @@ func (p *storePressure) observe(now time.Time, took, delay time.Duration) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	// Slow stores come in bunches, all caused by the same deliveries: one cut per hold.
-	if !p.limited || now.Sub(p.lastCut) >= pressureHold {
+	if now.Sub(p.lastCut) >= pressureHold {
 		p.base, p.lastCut = min(p.inFlight, p.limitAt(now))/2, now
 	} else {
 		p.base = p.limitAt(now) // the limit holds here until stores are fast again
 	}
-	p.limited, p.lastSlow = true, now
+	p.lastSlow = now
 }
 
 // limitAt is how many deliveries may run at now: the last cut's level plus one for each
 // hold since the last slow store. Callers hold p.mu.
 func (p *storePressure) limitAt(now time.Time) int {
-	if !p.limited {
+	if p.lastSlow.IsZero() {
 		return math.MaxInt
 	}
 	grown := now.Sub(p.lastSlow) / pressureHold
