@@ -67,11 +67,8 @@ func (p *storePressure) limitAt(now time.Time) int {
 	if p.lastSlow.IsZero() {
 		return math.MaxInt
 	}
-	grown := now.Sub(p.lastSlow) / pressureHold
-	if grown > math.MaxInt32 {
-		return math.MaxInt
-	}
-	return p.base + int(grown)
+	// Capped so that the int conversion cannot overflow after a very long calm.
+	return p.base + int(min(now.Sub(p.lastSlow)/pressureHold, math.MaxInt32))
 }
 
 // admit returns once a delivery may start, after maxWait at most (so that a long spell of

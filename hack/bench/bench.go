@@ -79,13 +79,16 @@ type results struct {
 	CPU map[string]cpuCost `json:"cpu,omitempty"`
 }
 
-// The phases whose CPU time is accounted, in the order of the table.
+// The phases whose CPU time is accounted.
 const (
 	phaseCeiling   = "ceiling"
 	phaseReference = "reference"
 	phaseIngest    = "ingest"
 	phaseEndToEnd  = "end to end"
 )
+
+// cpuPhases are those phases in the order of the table.
+var cpuPhases = []string{phaseCeiling, phaseReference, phaseIngest, phaseEndToEnd}
 
 func run(ctx context.Context, cfg config, logf func(string, ...any)) (*results, error) {
 	res := &results{N: cfg.N, C: cfg.C, Machine: machine()}

@@ -36,7 +36,7 @@ func TestBenchSmoke(t *testing.T) {
 	// CPU time comes in 10 ms ticks, too coarse to expect every process busy in every tiny
 	// phase; summed over the phases each must show.
 	busy := map[string]float64{}
-	for _, phase := range []string{phaseCeiling, phaseReference, phaseIngest, phaseEndToEnd} {
+	for _, phase := range cpuPhases {
 		cost, ok := res.CPU[phase]
 		if !ok || cost.Events != cfg.N {
 			t.Fatalf("%s: CPU accounted for %d events, want %d", phase, cost.Events, cfg.N)

@@ -108,7 +108,7 @@ func printCPU(w io.Writer, r *results) {
 	fmt.Fprintf(w, "\nCPU per event, by process (ms); busy cores of the %d over the phase:\n\n", runtimeNumCPU())
 	fmt.Fprintf(w, "| phase | events/s | busy cores | %s | total | ratio bound: this machine | ratio bound: control plane alone |\n|---|---|---|%s---|---|---|\n",
 		strings.Join(cpuRoles, " | "), strings.Repeat("---|", len(cpuRoles)))
-	for _, phase := range []string{phaseCeiling, phaseReference, phaseIngest, phaseEndToEnd} {
+	for _, phase := range cpuPhases {
 		cost, ok := r.CPU[phase]
 		if !ok {
 			continue
