@@ -42,11 +42,18 @@ type StoreActivity interface {
 	AdmitDelivery(ctx context.Context, maxWait time.Duration) (release func(), waited time.Duration)
 }
 
+// statusWriteTimeout bounds a status write. The write has a context of its own, not the
+// reconcile's: a reconcile cancelled by a shutdown after its sink accepted must still
+// record that.
+const statusWriteTimeout = 10 * time.Second
+
 // SubscriptionReconciler delivers each OfficialAccountSubscription to its sinks.
 type SubscriptionReconciler struct {
 	client.Client
-	Recorder events.EventRecorder
-	Sinks    *sinks.Registry
+	// APIReader reads past the cache, for writing outcomes once the cache has stopped.
+	APIReader client.Reader
+	Recorder  events.EventRecorder
+	Sinks     *sinks.Registry
 
 	DeliveredRetention      time.Duration
 	FailedRetention         time.Duration
@@ -67,6 +74,10 @@ type SubscriptionReconciler struct {
 	// written holds, per object, the resourceVersion of the last status this reconciler
 	// wrote, until the cache has caught up with it.
 	written sync.Map // client.ObjectKey -> string
+
+	// Outcomes are the delivery outcomes whose status write has not succeeded yet; nil
+	// gives the reconciler a store of its own.
+	Outcomes *UnwrittenOutcomes
 }
 
 // +kubebuilder:rbac:groups=officialaccount.chat-operators.dev,resources=officialaccountsubscriptions,verbs=get;list;watch;create;update;patch;delete
@@ -91,6 +102,7 @@ func (r *SubscriptionReconciler) Reconcile(ctx context.Context, req ctrl.Request
 	if err := r.Get(ctx, req.NamespacedName, &sub); err != nil {
 		if apierrors.IsNotFound(err) {
 			r.written.Delete(req.NamespacedName)
+			r.Outcomes.written(req.NamespacedName)
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
@@ -114,18 +126,30 @@ func (r *SubscriptionReconciler) Reconcile(ctx context.Context, req ctrl.Request
 			return ctrl.Result{}, err
 		}
 	}
+	// Outcomes an earlier reconcile could not write come first: their sinks have answered.
+	r.Outcomes.applyTo(&sub)
 	r.handleRetryRequest(&sub)
 	r.deliverDue(ctx, &sub)
 	summarize(&sub, metav1Now(r.now()))
 
-	if err := r.Status().Patch(ctx, &sub, patch); err != nil {
-		if apierrors.IsNotFound(err) {
-			return ctrl.Result{}, nil
-		}
-		return ctrl.Result{}, fmt.Errorf("writing status: %w", err)
+	if err := r.writeStatus(ctx, &sub, patch); err != nil {
+		return ctrl.Result{}, err
 	}
 	r.written.Store(client.ObjectKeyFromObject(&sub), sub.ResourceVersion)
 	return ctrl.Result{RequeueAfter: r.requeueAfter(&sub)}, nil
+}
+
+// writeStatus patches the status with a deadline of its own and, once it is stored,
+// forgets the outcomes it records. An object deleted meanwhile needs no status.
+func (r *SubscriptionReconciler) writeStatus(ctx context.Context, sub *v1alpha1.OfficialAccountSubscription, patch client.Patch) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), statusWriteTimeout)
+	defer cancel()
+	err := r.Status().Patch(ctx, sub, patch)
+	if err == nil || apierrors.IsNotFound(err) {
+		r.Outcomes.written(client.ObjectKeyFromObject(sub))
+		return nil
+	}
+	return fmt.Errorf("writing status: %w", err)
 }
 
 // yieldToIngest waits for the reconcile's turn while the webhook's stores are slow, and
@@ -208,6 +232,7 @@ func (r *SubscriptionReconciler) deliverDue(ctx context.Context, sub *v1alpha1.O
 			continue
 		}
 		r.deliverTo(ctx, sub, d)
+		r.Outcomes.remember(sub, *d)
 	}
 }
 
@@ -302,6 +327,9 @@ func (r *SubscriptionReconciler) requeueAfter(sub *v1alpha1.OfficialAccountSubsc
 // the sinks they wait for. The reconciler's own status writes do not wake it: it
 // schedules its next attempt itself.
 func (r *SubscriptionReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager) error {
+	if r.Outcomes == nil {
+		r.Outcomes = &UnwrittenOutcomes{}
+	}
 	err := mgr.GetFieldIndexer().IndexField(ctx, &v1alpha1.OfficialAccountSubscription{}, pendingSinkIndex,
 		func(obj client.Object) []string {
 			var names []string

@@ -1,0 +1,52 @@
+package controllers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/retry"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+
+	"github.com/chat-operators/officialaccount-operator/api/v1alpha1"
+)
+
+// WriteUnwrittenOutcomes writes every outcome the reconciles could not, reading each
+// object past the cache. It is called once the reconcilers have stopped (a shutdown, a
+// lost lease), with a context of its own: the next leader then finds the deliveries done
+// instead of making them again.
+func (r *SubscriptionReconciler) WriteUnwrittenOutcomes(ctx context.Context) error {
+	var errs []error
+	keys := r.Outcomes.keys()
+	if len(keys) > 0 {
+		logf.FromContext(ctx).Info("writing the delivery outcomes whose status write failed", "events", len(keys))
+	}
+	for _, key := range keys {
+		err := retry.RetryOnConflict(retry.DefaultRetry, func() error { return r.writeOutcomesOf(ctx, key) })
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", key, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (r *SubscriptionReconciler) writeOutcomesOf(ctx context.Context, key types.NamespacedName) error {
+	var sub v1alpha1.OfficialAccountSubscription
+	if err := r.APIReader.Get(ctx, key, &sub); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.Outcomes.written(key)
+			return nil
+		}
+		return err
+	}
+	patch := client.MergeFromWithOptions(sub.DeepCopy(), client.MergeFromWithOptimisticLock{})
+	if !r.Outcomes.applyTo(&sub) {
+		r.Outcomes.written(key) // the stored status already has them
+		return nil
+	}
+	summarize(&sub, metav1Now(r.now()))
+	return r.writeStatus(ctx, &sub, patch)
+}
