@@ -48,3 +48,13 @@ func (r *Registry) Forget(key string) {
 		delete(r.sinks, key)
 	}
 }
+
+// CloseAll closes and drops every sink, when the reconcilers that used them stop.
+func (r *Registry) CloseAll() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for key, cur := range r.sinks {
+		_ = cur.sink.Close()
+		delete(r.sinks, key)
+	}
+}

@@ -41,3 +41,20 @@ func TestRegistryReusesUntilTheFingerprintChanges(t *testing.T) {
 		t.Fatal("a forgotten sink was not rebuilt")
 	}
 }
+
+func TestRegistryCloseAllClosesEverySink(t *testing.T) {
+	r := NewRegistry()
+	var built []*countingSink
+	build := func() (Sink, error) { s := &countingSink{}; built = append(built, s); return s, nil }
+	_, _ = r.Get("ns/a", "gen1", build)
+	_, _ = r.Get("ns/b", "gen1", build)
+	r.CloseAll()
+	for i, s := range built {
+		if s.closed != 1 {
+			t.Fatalf("sink %d closed %d times, want 1", i, s.closed)
+		}
+	}
+	if _, _ = r.Get("ns/a", "gen1", build); len(built) != 3 {
+		t.Fatal("a sink was still registered after CloseAll")
+	}
+}
