@@ -15,7 +15,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
-	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
@@ -42,6 +41,8 @@ var (
 	k8s        client.Client
 	webhookURL string
 	stopMgr    context.CancelFunc
+	// operatorDone receives what operator.Run returned.
+	operatorDone chan error
 )
 
 func TestControllers(t *testing.T) {
@@ -68,18 +69,16 @@ var _ = BeforeSuite(func() {
 	opCfg.Webhook.Tokens = map[string]string{signedApp: signedAppToken}
 	opCfg.Webhook.Namespace = eventNamespace
 	opCfg.Webhook.MaxBodyBytes = maxBodyBytes
+	opCfg.Webhook.DrainPeriod = 0
 	opCfg.DeliveredRetention = retention
-	// The options the binary uses, but for the addresses and leader election.
-	mgr, err := ctrl.NewManager(cfg, operator.ManagerOptions(&operator.Flags{Config: opCfg, MetricsAddr: "0", ProbeAddr: "0"}))
-	Expect(err).NotTo(HaveOccurred())
+	// The operator as the binary runs it, but for the addresses and leader election.
+	flags := &operator.Flags{Config: opCfg, Controllers: true, MetricsAddr: "0", ProbeAddr: "0"}
 	var ctx context.Context
 	ctx, stopMgr = context.WithCancel(context.Background())
-	server, err := operator.Setup(ctx, mgr, opCfg)
-	Expect(err).NotTo(HaveOccurred())
-	go func() {
-		defer GinkgoRecover()
-		Expect(mgr.Start(ctx)).To(Succeed())
-	}()
+	servers := make(chan *webhookserver.Server, 1)
+	operatorDone = make(chan error, 1)
+	go func() { operatorDone <- operator.Run(ctx, cfg, flags, func(s *webhookserver.Server) { servers <- s }) }()
+	server := <-servers
 	Eventually(server.Addr).ShouldNot(BeEmpty())
 	webhookURL = "http://" + server.Addr() + opCfg.Webhook.Path
 })
@@ -87,6 +86,7 @@ var _ = BeforeSuite(func() {
 var _ = AfterSuite(func() {
 	if stopMgr != nil {
 		stopMgr()
+		Eventually(operatorDone, time.Minute).Should(Receive(BeNil()), "the operator stops cleanly")
 	}
 	if env != nil {
 		Expect(env.Stop()).To(Succeed())

@@ -8,10 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"slices"
-	"sync/atomic"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -40,17 +38,20 @@ type Options struct {
 	// SlowStoreDelay: a store that takes this much longer than usual makes fewer deliveries
 	// run at once for a moment (see AdmitDelivery); 0 never does.
 	SlowStoreDelay time.Duration
+	// DrainPeriod is how long the server keeps accepting callbacks after it was told to
+	// stop, while it reports not ready (see Serve).
+	DrainPeriod time.Duration
 }
 
-// Server is a manager Runnable serving the webhook. It runs on every replica.
+// Server serves the webhook. It runs on every replica, leader or not, and needs nothing
+// but a client that can create resources: no informer cache, no leadership.
 type Server struct {
-	opts      Options
-	client    client.Client
-	log       logr.Logger
-	now       func() time.Time
-	listening atomic.Bool
-	addr      atomic.Value // string
-	pressure  storePressure
+	opts     Options
+	client   client.Client
+	log      logr.Logger
+	now      func() time.Time
+	state    serverState
+	pressure storePressure
 }
 
 // New checks the options and returns a server that stores events with the client.
@@ -69,62 +70,10 @@ func New(c client.Client, opts Options) (*Server, error) {
 	if opts.StoreTimeout <= 0 || opts.MaxBodyBytes <= 0 || opts.MaxRequestSkew <= 0 {
 		return nil, errors.New("store timeout, body limit and request-time skew must be positive")
 	}
+	if opts.DrainPeriod < 0 {
+		return nil, errors.New("the shutdown drain period must not be negative")
+	}
 	return &Server{opts: opts, client: c, log: logf.Log.WithName("webhook"), now: time.Now}, nil
-}
-
-// NeedLeaderElection is false: every replica receives webhooks.
-func (s *Server) NeedLeaderElection() bool { return false }
-
-// Start serves until ctx ends, then lets requests in flight finish storing their events.
-func (s *Server) Start(ctx context.Context) error {
-	ln, err := net.Listen("tcp", s.opts.BindAddress)
-	if err != nil {
-		return fmt.Errorf("webhook server: %w", err)
-	}
-	return s.Serve(ctx, ln)
-}
-
-// Serve serves on ln until ctx ends.
-func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
-	mux := http.NewServeMux()
-	mux.Handle(s.opts.Path, s)
-	srv := &http.Server{
-		Handler:           mux,
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       10 * time.Second,
-		WriteTimeout:      10 * time.Second,
-		IdleTimeout:       90 * time.Second,
-		MaxHeaderBytes:    64 << 10,
-	}
-	s.log.Info("serving Tencent Cloud Chat webhooks", "address", ln.Addr().String(), "path", s.opts.Path)
-	s.addr.Store(ln.Addr().String())
-	s.listening.Store(true)
-	defer s.listening.Store(false)
-
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	select {
-	case err := <-errc:
-		return fmt.Errorf("webhook server: %w", err)
-	case <-ctx.Done():
-	}
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), 2*s.opts.StoreTimeout+time.Second)
-	defer cancel()
-	return srv.Shutdown(shutdownCtx)
-}
-
-// Addr is the address the server listens on, once it does ("" before).
-func (s *Server) Addr() string {
-	a, _ := s.addr.Load().(string)
-	return a
-}
-
-// ReadyCheck is a readiness probe: ready once the server listens.
-func (s *Server) ReadyCheck(_ *http.Request) error {
-	if !s.listening.Load() {
-		return errors.New("webhook server is not listening yet")
-	}
-	return nil
 }
 
 // answer is what a request gets; every answer carries the JSON body Tencent expects.
@@ -137,6 +86,9 @@ type answer struct {
 }
 
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if s.state.draining.Load() {
+		w.Header().Set("Connection", "close")
+	}
 	a := s.handle(w, r)
 	writeAnswer(w, a)
 	requestsTotal.WithLabelValues(commandLabel(a.command), a.result).Inc()

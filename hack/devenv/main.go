@@ -54,7 +54,8 @@ func main() {
 	}
 }
 
-// setDevDefaults: a laptop has one replica and a demo app, unless the user says otherwise.
+// setDevDefaults: a laptop has one replica, a demo app and no drain, unless the user says
+// otherwise.
 func setDevDefaults(f *operator.Flags) {
 	given := map[string]bool{}
 	flag.Visit(func(fl *flag.Flag) { given[fl.Name] = true })
@@ -63,6 +64,10 @@ func setDevDefaults(f *operator.Flags) {
 	}
 	if !given["leader-elect"] {
 		_ = flag.Set("leader-elect", "false")
+	}
+	// Nothing routes to a laptop's operator: Ctrl-C stops it at once.
+	if !given["shutdown-drain-period"] {
+		_ = flag.Set("shutdown-drain-period", "0")
 	}
 }
 

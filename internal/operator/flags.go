@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"time"
 
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
@@ -17,13 +18,17 @@ const EnvPrefix = "OFFICIALACCOUNT_"
 
 // Flags are the manager's command line.
 type Flags struct {
-	Config                  Config
-	SDKAppIDs               stringList
-	AuthTokenFile           string
-	MetricsAddr, ProbeAddr  string
-	PprofAddr               string
+	Config                 Config
+	SDKAppIDs              stringList
+	AuthTokenFile          string
+	MetricsAddr, ProbeAddr string
+	PprofAddr              string
+	// Controllers runs the reconcilers (on the elected replica); without them the process
+	// only stores callbacks, for a Deployment of ingest replicas of its own.
+	Controllers             bool
 	LeaderElect             bool
 	LeaderElectionNamespace string
+	LeaderElection          LeaderElectionTimes
 	KubeQPS                 float64
 	KubeBurst               int
 	Zap                     zap.Options
@@ -65,8 +70,14 @@ func BindFlags(fs *flag.FlagSet) *Flags {
 	fs.StringVar(&f.MetricsAddr, "metrics-bind-address", ":8080", "Address of the Prometheus metrics endpoint; 0 disables it.")
 	fs.StringVar(&f.ProbeAddr, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz probes.")
 	fs.StringVar(&f.PprofAddr, "pprof-bind-address", "", "Address of Go's pprof endpoints, for profiling; off when empty.")
+	fs.DurationVar(&w.DrainPeriod, "shutdown-drain-period", w.DrainPeriod, "How long the webhook keeps accepting callbacks after SIGTERM, not ready, while endpoints stop routing to it.")
+	fs.BoolVar(&f.Controllers, "controllers", true, "Run the reconcilers that deliver events (on the elected replica); false only stores callbacks.")
+	fs.DurationVar(&f.Config.ReconcilerShutdownTimeout, "reconciler-shutdown-timeout", f.Config.ReconcilerShutdownTimeout, "How long the reconcilers may take to stop; outcomes not yet written are written after.")
 	fs.BoolVar(&f.LeaderElect, "leader-elect", true, "Elect a leader to run the reconcilers; every replica serves webhooks.")
 	fs.StringVar(&f.LeaderElectionNamespace, "leader-election-namespace", "", "Namespace of the leader election Lease (default: the event namespace).")
+	fs.DurationVar(&f.LeaderElection.LeaseDuration, "leader-elect-lease-duration", 15*time.Second, "How long a standby waits after the leader's last renewal before it takes over.")
+	fs.DurationVar(&f.LeaderElection.RenewDeadline, "leader-elect-renew-deadline", 10*time.Second, "How long the leader keeps trying to renew before it gives up leading.")
+	fs.DurationVar(&f.LeaderElection.RetryPeriod, "leader-elect-retry-period", 2*time.Second, "How often candidates try to acquire or renew the lease.")
 	f.Zap.BindFlags(fs)
 	return f
 }

@@ -9,9 +9,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
-	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/chat-operators/officialaccount-operator/api/v1alpha1"
 	"github.com/chat-operators/officialaccount-operator/controllers"
@@ -30,6 +28,8 @@ type Config struct {
 	// DeliveryYieldMaxWait bounds how long a delivery gives way to slow stores; 0 never
 	// waits.
 	DeliveryYieldMaxWait time.Duration
+	// ReconcilerShutdownTimeout bounds how long the reconcilers may take to stop.
+	ReconcilerShutdownTimeout time.Duration
 }
 
 // DefaultConfig has the flags' defaults; SDKAppIDs and Namespace are left for the caller.
@@ -41,9 +41,12 @@ func DefaultConfig() Config {
 			MaxRequestSkew: time.Minute,
 			MaxBodyBytes:   1 << 20,
 			StoreTimeout:   1500 * time.Millisecond,
-			// A quarter of the 100 ms answer time the project holds itself to (see the
-			// README's Performance section): deliveries give way well before answers slow.
+			// A quarter of the 100 ms answer time the project holds itself to (see
+			// docs/performance.md): deliveries give way well before answers slow.
 			SlowStoreDelay: 25 * time.Millisecond,
+			// Long enough for the endpoints controller, kube-proxy and an Ingress to stop
+			// sending callbacks to a terminating pod (a few seconds in most clusters).
+			DrainPeriod: 10 * time.Second,
 		},
 		DeliveredRetention:      time.Hour,
 		FailedRetention:         168 * time.Hour,
@@ -53,6 +56,9 @@ func DefaultConfig() Config {
 		// MaxConcurrentReconciles every 10 s but never stops them.
 		DeliveryYieldMaxWait: 10 * time.Second,
 		DeliveredEvents:      true,
+		// A delivery in flight at shutdown is cancelled, so reconciles end within moments;
+		// this only bounds one stuck on something without a deadline.
+		ReconcilerShutdownTimeout: 15 * time.Second,
 	}
 }
 
@@ -68,49 +74,30 @@ func NewScheme() *runtime.Scheme {
 	return scheme
 }
 
-// Setup adds the webhook server (every replica) and the reconcilers (the leader) to mgr,
-// and returns the webhook server.
-func Setup(ctx context.Context, mgr ctrl.Manager, cfg Config) (*webhookserver.Server, error) {
-	webhookClient, err := unthrottledClient(mgr)
-	if err != nil {
-		return nil, err
-	}
-	server, err := webhookserver.New(webhookClient, cfg.Webhook)
-	if err != nil {
-		return nil, err
-	}
-	if err := mgr.Add(server); err != nil {
-		return nil, err
-	}
-	if err := mgr.AddReadyzCheck("webhook", server.ReadyCheck); err != nil {
-		return nil, err
-	}
-	registry := sinks.NewRegistry()
-	if err := (&controllers.SubscriptionReconciler{
+// SetupControllers adds the reconcilers to mgr. ingest, if not nil, is the webhook server
+// that deliveries give way to; outcomes outlive the manager (see runControllers). It
+// returns the subscription reconciler, whose unwritten outcomes the caller writes once mgr
+// has stopped.
+func SetupControllers(ctx context.Context, mgr ctrl.Manager, cfg Config, registry *sinks.Registry,
+	ingest controllers.StoreActivity, outcomes *controllers.UnwrittenOutcomes) (*controllers.SubscriptionReconciler, error) {
+	subscriptions := &controllers.SubscriptionReconciler{
 		Client:                  mgr.GetClient(),
+		APIReader:               mgr.GetAPIReader(),
 		Recorder:                mgr.GetEventRecorder("officialaccount-operator"),
 		Sinks:                   registry,
 		DeliveredRetention:      cfg.DeliveredRetention,
 		FailedRetention:         cfg.FailedRetention,
 		MaxConcurrentReconciles: cfg.MaxConcurrentReconciles,
 		RecordDelivered:         cfg.DeliveredEvents,
-		Ingest:                  server,
+		Ingest:                  ingest,
 		YieldMaxWait:            cfg.DeliveryYieldMaxWait,
-	}).SetupWithManager(ctx, mgr); err != nil {
+		Outcomes:                outcomes,
+	}
+	if err := subscriptions.SetupWithManager(ctx, mgr); err != nil {
 		return nil, fmt.Errorf("setting up the subscription reconciler: %w", err)
 	}
 	if err := (&controllers.SinkReconciler{Client: mgr.GetClient(), Sinks: registry}).SetupWithManager(ctx, mgr); err != nil {
 		return nil, fmt.Errorf("setting up the sink reconciler: %w", err)
 	}
-	return server, nil
-}
-
-// unthrottledClient is the webhook server's client. Its creates answer Tencent, who waits
-// 2 s, so they must not queue behind a client-side rate limit shared with the
-// reconcilers: the API server's Priority and Fairness protects it instead, and a
-// rejected create becomes 503 FAIL like any other.
-func unthrottledClient(mgr ctrl.Manager) (client.Client, error) {
-	cfg := rest.CopyConfig(mgr.GetConfig())
-	cfg.QPS, cfg.Burst, cfg.RateLimiter = -1, 0, nil
-	return client.New(cfg, client.Options{Scheme: mgr.GetScheme(), Mapper: mgr.GetRESTMapper()})
+	return subscriptions, nil
 }

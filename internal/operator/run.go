@@ -3,66 +3,86 @@ package operator
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
-	"sigs.k8s.io/controller-runtime/pkg/healthz"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/chat-operators/officialaccount-operator/webhookserver"
 )
 
-// Run runs the manager until ctx ends. started, if not nil, is called with the webhook
-// server once the manager is set up.
+// webhookClientTimeout bounds every request of the webhook's client that its store's
+// deadline does not (the discovery behind its RESTMapper).
+const webhookClientTimeout = 10 * time.Second
+
+// Run runs the operator until ctx ends: the webhook server at once, on every replica, and
+// the reconcilers while this replica leads (or always, without leader election; never,
+// with --controllers=false). When ctx ends, the webhook drains while the reconcilers stop
+// and hand over the lease, and Run returns once both are done. started, if not nil, is
+// called with the webhook server before it listens.
+//
+// The webhook does not share the reconcilers' fate: it starts before any cache has
+// synced, keeps serving when the lease is lost, and a replica that does not lead holds no
+// informer at all, so its memory does not grow with the backlog of stored events.
 func Run(ctx context.Context, restConfig *rest.Config, f *Flags, started func(*webhookserver.Server)) error {
-	restConfig = rest.CopyConfig(restConfig)
-	if f.KubeQPS > 0 {
-		restConfig.QPS, restConfig.Burst = float32(f.KubeQPS), f.KubeBurst
-		if restConfig.Burst <= 0 {
-			restConfig.Burst = int(2 * f.KubeQPS)
-		}
-	}
-	mgr, err := ctrl.NewManager(restConfig, ManagerOptions(f))
-	if err != nil {
-		return fmt.Errorf("creating the manager: %w", err)
-	}
-	server, err := Setup(ctx, mgr, f.Config)
+	log := ctrl.Log.WithName("operator")
+	webhookClient, err := newWebhookClient(restConfig)
 	if err != nil {
 		return err
 	}
-	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
+	server, err := webhookserver.New(webhookClient, f.Config.Webhook)
+	if err != nil {
 		return err
 	}
 	if started != nil {
 		started(server)
 	}
-	ctrl.Log.Info("starting", "sdkAppIDs", f.Config.Webhook.SDKAppIDs, "appsWithAuth", len(f.Config.Webhook.Tokens),
-		"eventNamespace", f.Config.Webhook.Namespace)
-	return mgr.Start(ctx)
+	log.Info("starting", "sdkAppIDs", f.Config.Webhook.SDKAppIDs, "appsWithAuth", len(f.Config.Webhook.Tokens),
+		"eventNamespace", f.Config.Webhook.Namespace, "controllers", f.Controllers, "leaderElection", f.LeaderElect)
+
+	// The probes and metrics outlive the webhook's drain, so that /readyz says "draining"
+	// rather than refusing connections, and the last answers are counted.
+	serversCtx, stopServers := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopServers()
+	serversDone, err := startProcessServers(serversCtx, restConfig, f, server)
+	if err != nil {
+		return err
+	}
+
+	// A webhook server that fails on its own (its port taken) stops the whole process, so
+	// that Kubernetes restarts it; the reconcilers only end with runCtx.
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	var webhookErr error
+	webhookDone := make(chan struct{})
+	go func() {
+		defer close(webhookDone)
+		if webhookErr = server.Start(runCtx); runCtx.Err() == nil {
+			log.Error(webhookErr, "the webhook server stopped on its own; stopping the operator")
+			stop()
+		}
+	}()
+	runControllers(runCtx, restConfig, f, server)
+	<-webhookDone
+	stopServers()
+	<-serversDone
+	log.Info("stopped")
+	return webhookErr
 }
 
-// ManagerOptions are the manager's options for these flags; the tests use them too.
-func ManagerOptions(f *Flags) ctrl.Options {
-	leaseNamespace := f.LeaderElectionNamespace
-	if leaseNamespace == "" {
-		leaseNamespace = f.Config.Webhook.Namespace
+// newWebhookClient is the webhook server's client: straight to the API server, with no
+// cache, and no client-side rate limit. Its creates answer Tencent, who waits 2 s, so they
+// must not queue behind a limit shared with the reconcilers: the API server's Priority and
+// Fairness protects it instead, and a rejected create becomes 503 FAIL like any other.
+func newWebhookClient(restConfig *rest.Config) (client.Client, error) {
+	cfg := rest.CopyConfig(restConfig)
+	cfg.QPS, cfg.Burst, cfg.RateLimiter = -1, 0, nil
+	cfg.Timeout = webhookClientTimeout
+	cfg = rest.AddUserAgent(cfg, "webhook")
+	c, err := client.New(cfg, client.Options{Scheme: NewScheme()})
+	if err != nil {
+		return nil, fmt.Errorf("creating the webhook's client: %w", err)
 	}
-	return ctrl.Options{
-		Scheme:                        NewScheme(),
-		Metrics:                       metricsserver.Options{BindAddress: f.MetricsAddr},
-		HealthProbeBindAddress:        f.ProbeAddr,
-		PprofBindAddress:              f.PprofAddr,
-		LeaderElection:                f.LeaderElect,
-		LeaderElectionID:              "officialaccount-operator.chat-operators.dev",
-		LeaderElectionNamespace:       leaseNamespace,
-		LeaderElectionReleaseOnCancel: true,
-		// Events, sinks and their Secrets all live in the event namespace: watching only it
-		// keeps the cache small and lets the operator run with a namespaced Role. Managed
-		// fields are most of a small object's bytes and the operator never reads them.
-		Cache: cache.Options{
-			DefaultNamespaces: map[string]cache.Config{f.Config.Webhook.Namespace: {}},
-			DefaultTransform:  cache.TransformStripManagedFields(),
-		},
-	}
+	return c, nil
 }

@@ -1,0 +1,113 @@
+package operator
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"k8s.io/client-go/rest"
+	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/config"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/chat-operators/officialaccount-operator/controllers"
+	"github.com/chat-operators/officialaccount-operator/sinks"
+)
+
+// outcomeWriteTimeout bounds writing, after a term, the delivery outcomes the reconcilers
+// could not write during it.
+const outcomeWriteTimeout = 10 * time.Second
+
+// runControllers runs the reconcilers until ctx ends: a term each time this replica is
+// elected, or one term after another without leader election, or none at all with
+// --controllers=false.
+func runControllers(ctx context.Context, restConfig *rest.Config, f *Flags, ingest controllers.StoreActivity) {
+	log := ctrl.Log.WithName("operator")
+	if !f.Controllers {
+		log.Info("--controllers=false: this replica only stores callbacks; another delivers them")
+		<-ctx.Done()
+		return
+	}
+	// Outcomes a term could not write stay with the process: if the lease comes back to
+	// it, it does not deliver them again.
+	outcomes := &controllers.UnwrittenOutcomes{}
+	term := func(ctx context.Context) error { return runTerm(ctx, restConfig, f, ingest, outcomes) }
+	if f.LeaderElect {
+		if err := campaign(ctx, restConfig, leaseNamespace(f), f.LeaderElection, term); err != nil {
+			log.Error(err, "leader election could not start; this replica only stores callbacks")
+			<-ctx.Done()
+		}
+		return
+	}
+	for ctx.Err() == nil {
+		if err := term(ctx); err != nil {
+			log.Error(err, "the reconcilers stopped with an error; starting them again", "after", termRestartDelay)
+		}
+		pause(ctx, termRestartDelay)
+	}
+}
+
+// runTerm runs a manager with the reconcilers until ctx ends, then writes what they could
+// not: a delivery the sink accepted whose status write failed is written now, with a
+// deadline of its own, so that whoever reconciles next does not deliver it again.
+func runTerm(ctx context.Context, restConfig *rest.Config, f *Flags, ingest controllers.StoreActivity,
+	outcomes *controllers.UnwrittenOutcomes) error {
+	mgr, err := ctrl.NewManager(reconcilerRESTConfig(restConfig, f), ManagerOptions(f))
+	if err != nil {
+		return fmt.Errorf("creating the manager: %w", err)
+	}
+	registry := sinks.NewRegistry()
+	defer registry.CloseAll()
+	subscriptions, err := SetupControllers(ctx, mgr, f.Config, registry, ingest, outcomes)
+	if err != nil {
+		return err
+	}
+	runErr := mgr.Start(ctx)
+	writeCtx, cancel := context.WithTimeout(context.Background(), outcomeWriteTimeout)
+	defer cancel()
+	if err := subscriptions.WriteUnwrittenOutcomes(writeCtx); err != nil {
+		ctrl.Log.WithName("operator").Error(err, "delivery outcomes could not be written; the next leader delivers those events again")
+	}
+	return runErr
+}
+
+// reconcilerRESTConfig applies --kube-api-qps to the reconcilers' client.
+func reconcilerRESTConfig(restConfig *rest.Config, f *Flags) *rest.Config {
+	cfg := rest.CopyConfig(restConfig)
+	if f.KubeQPS > 0 {
+		cfg.QPS, cfg.Burst = float32(f.KubeQPS), f.KubeBurst
+		if cfg.Burst <= 0 {
+			cfg.Burst = int(2 * f.KubeQPS)
+		}
+	}
+	return cfg
+}
+
+func leaseNamespace(f *Flags) string {
+	if f.LeaderElectionNamespace != "" {
+		return f.LeaderElectionNamespace
+	}
+	return f.Config.Webhook.Namespace
+}
+
+// ManagerOptions are the options of a term's manager. It elects nothing and serves
+// nothing itself: leadership, probes and metrics belong to the process (see Run).
+func ManagerOptions(f *Flags) ctrl.Options {
+	return ctrl.Options{
+		Scheme:                  NewScheme(),
+		Metrics:                 metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress:  "0",
+		GracefulShutdownTimeout: ptr.To(f.Config.ReconcilerShutdownTimeout),
+		// Each term builds its controllers anew under the same names.
+		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
+		// Events, sinks and their Secrets all live in the event namespace: watching only it
+		// keeps the cache small and lets the operator run with a namespaced Role. Managed
+		// fields are most of a small object's bytes and the operator never reads them.
+		Cache: cache.Options{
+			DefaultNamespaces: map[string]cache.Config{f.Config.Webhook.Namespace: {}},
+			DefaultTransform:  cache.TransformStripManagedFields(),
+		},
+	}
+}

@@ -1,0 +1,124 @@
+package operator
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/uuid"
+	coordinationv1client "k8s.io/client-go/kubernetes/typed/coordination/v1"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/leaderelection"
+	"k8s.io/client-go/tools/leaderelection/resourcelock"
+	ctrl "sigs.k8s.io/controller-runtime"
+)
+
+// Leadership is client-go's leader election run around a term, rather than
+// controller-runtime's manager option, for two reasons. The manager's election exits the
+// process when the lease is lost, taking the webhook with it; and it starts the informer
+// caches on every replica, so a standby would cache the whole backlog. Here a standby
+// runs no manager at all, and a replica that loses the lease ends its term, keeps
+// serving webhooks, and campaigns again.
+
+// leaderElectionID names the Lease.
+const leaderElectionID = "officialaccount-operator.chat-operators.dev"
+
+// LeaderElectionTimes are the lease's timings; the defaults are controller-runtime's.
+type LeaderElectionTimes struct {
+	LeaseDuration, RenewDeadline, RetryPeriod time.Duration
+}
+
+// termRestartDelay is the pause before a term that ended on its own (the API server was
+// unreachable when it started) is tried again.
+const termRestartDelay = 5 * time.Second
+
+// campaign runs term each time this replica is elected, until ctx ends. A term ends when
+// ctx ends or the lease is lost; the lease is released only once the term has returned,
+// so that the next leader never runs alongside this one's last reconciles.
+func campaign(ctx context.Context, restConfig *rest.Config, namespace string, times LeaderElectionTimes,
+	term func(context.Context) error) error {
+	lock, err := newLeaseLock(restConfig, namespace, times.RenewDeadline)
+	if err != nil {
+		return err
+	}
+	log := ctrl.Log.WithName("leader-election").WithValues("lease", namespace+"/"+leaderElectionID, "identity", lock.Identity())
+	for ctx.Err() == nil {
+		elected := make(chan context.Context, 1)
+		elector, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
+			Lock:            lock,
+			Name:            leaderElectionID,
+			LeaseDuration:   times.LeaseDuration,
+			RenewDeadline:   times.RenewDeadline,
+			RetryPeriod:     times.RetryPeriod,
+			ReleaseOnCancel: true,
+			Callbacks: leaderelection.LeaderCallbacks{
+				OnStartedLeading: func(leading context.Context) { elected <- leading },
+				OnStoppedLeading: func() {},
+			},
+		})
+		if err != nil {
+			return fmt.Errorf("leader election: %w", err)
+		}
+		// The election has a context of its own: ending it releases the lease, which must
+		// wait for the term to end, not for ctx.
+		electionCtx, endElection := context.WithCancel(context.WithoutCancel(ctx))
+		electionDone := make(chan struct{})
+		go func() { defer close(electionDone); elector.Run(electionCtx) }()
+		log.Info("campaigning for the lease; serving webhooks meanwhile")
+
+		select {
+		case <-ctx.Done():
+		case leading := <-elected:
+			log.Info("elected: starting the reconcilers")
+			runTermUntil(ctx, leading, term)
+			log.Info("the reconcilers stopped; releasing the lease, still serving webhooks")
+		}
+		endElection()
+		<-electionDone
+		pause(ctx, termRestartDelay)
+	}
+	return nil
+}
+
+// runTermUntil runs term until ctx ends or the lease is lost (leading ends).
+func runTermUntil(ctx, leading context.Context, term func(context.Context) error) {
+	termCtx, endTerm := context.WithCancel(leading)
+	defer endTerm()
+	stop := context.AfterFunc(ctx, endTerm)
+	defer stop()
+	if err := term(termCtx); err != nil {
+		ctrl.Log.WithName("leader-election").Error(err, "the reconcilers stopped with an error")
+	}
+}
+
+// newLeaseLock is a Lease lock with a unique identity, whose client times out within the
+// renew deadline so that one hung request cannot cost the lease.
+func newLeaseLock(restConfig *rest.Config, namespace string, renewDeadline time.Duration) (resourcelock.Interface, error) {
+	host, err := os.Hostname()
+	if err != nil {
+		return nil, err
+	}
+	cfg := rest.AddUserAgent(rest.CopyConfig(restConfig), "leader-election")
+	cfg.Timeout = max(renewDeadline/2, time.Second)
+	coordination, err := coordinationv1client.NewForConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &resourcelock.LeaseLock{
+		LeaseMeta:  metav1.ObjectMeta{Namespace: namespace, Name: leaderElectionID},
+		Client:     coordination,
+		LockConfig: resourcelock.ResourceLockConfig{Identity: host + "_" + string(uuid.NewUUID())},
+	}, nil
+}
+
+// pause waits d or until ctx ends.
+func pause(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
