@@ -358,3 +358,49 @@ func TestTheREADMEDocumentsEveryValue(t *testing.T) {
 	}
 	walk("", values)
 }
+
+// The pod's grace period must outlast the shutdown the flags ask for, as if its steps ran
+// one after another: the drain, the last stores, the reconcilers' stop and the writing of
+// their outcomes. Otherwise the kubelet kills a draining pod and callbacks are refused.
+func TestTheGracePeriodCoversTheShutdown(t *testing.T) {
+	for name, args := range map[string][]string{
+		"defaults":       {},
+		"a longer drain": {"--set", "shutdown.drainPeriod=20s", "--set", "terminationGracePeriodSeconds=60"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			objs := render(t, append([]string{"--set", "sdkAppIDs={1400000000}"}, args...)...)
+			dep := convert[appsv1.Deployment](t, objs["Deployment/oao-officialaccount-operator"])
+			shutdown := 10 * time.Second // writing the outcomes the reconcilers could not (internal/operator)
+			for _, flag := range []string{"--shutdown-drain-period", "--store-timeout", "--reconciler-shutdown-timeout"} {
+				shutdown += durationArg(t, dep.Spec.Template.Spec.Containers[0].Args, flag)
+			}
+			grace := time.Duration(*dep.Spec.Template.Spec.TerminationGracePeriodSeconds) * time.Second
+			if grace < shutdown {
+				t.Fatalf("terminationGracePeriodSeconds is %s, shorter than the shutdown's %s", grace, shutdown)
+			}
+		})
+	}
+}
+
+func TestControllersOffMakesAnIngestOnlyRelease(t *testing.T) {
+	dep := convert[appsv1.Deployment](t, render(t, "--set", "sdkAppIDs={1400000000}", "--set", "controllers.enabled=false")["Deployment/oao-officialaccount-operator"])
+	if args := dep.Spec.Template.Spec.Containers[0].Args; !contains(args, "--controllers=false") {
+		t.Fatalf("args %v lack --controllers=false", args)
+	}
+}
+
+// durationArg reads a --flag=duration argument.
+func durationArg(t *testing.T, args []string, flag string) time.Duration {
+	t.Helper()
+	for _, arg := range args {
+		if value, ok := strings.CutPrefix(arg, flag+"="); ok {
+			d, err := time.ParseDuration(value)
+			if err != nil {
+				t.Fatalf("%s: %v", arg, err)
+			}
+			return d
+		}
+	}
+	t.Fatalf("args %v lack %s", args, flag)
+	return 0
+}
