@@ -10,7 +10,7 @@ LOCALBIN := $(CURDIR)/bin
 CONTROLLER_GEN := $(LOCALBIN)/controller-gen
 HELM := $(LOCALBIN)/helm
 ENVTEST_ASSETS := $(LOCALBIN)/k8s/$(K8S_VERSION)
-GO_PACKAGES := ./api/... ./charts/... ./cmd/... ./config/... ./controllers/... ./internal/... ./sinks/... ./webhookserver/... ./hack/...
+GO_PACKAGES := ./api/... ./charts/... ./cmd/... ./config/... ./controllers/... ./internal/... ./sinks/... ./webhookserver/... ./hack/... ./test/...
 
 SHELL := /usr/bin/env bash -o pipefail
 .SHELLFLAGS := -ec
