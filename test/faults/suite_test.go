@@ -149,6 +149,20 @@ func startOperator(namespace, kubeconfigPath string, args ...string) *operatorPr
 	return p
 }
 
+// What the operator logs when it campaigns, and when a term of leadership ends.
+const (
+	campaigningLog = "campaigning for the lease"
+	lostLeaseLog   = "the reconcilers stopped; releasing the lease, still serving webhooks"
+)
+
+// log is what the process has logged so far.
+func (p *operatorProcess) log() string {
+	GinkgoHelper()
+	b, err := os.ReadFile(p.logPath)
+	Expect(err).NotTo(HaveOccurred())
+	return string(b)
+}
+
 // ready is nil once /readyz answers 200.
 func (p *operatorProcess) ready() error {
 	c := http.Client{Timeout: time.Second}
