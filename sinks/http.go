@@ -52,8 +52,12 @@ func NewHTTP(dest *v1alpha1.HTTPDestination, signingKey []byte) (*HTTP, error) {
 		format:     format,
 		headers:    dest.Headers,
 		signingKey: signingKey,
-		client:     &http.Client{Transport: transport, Timeout: timeout},
-		now:        time.Now,
+		client: &http.Client{Transport: transport, Timeout: timeout,
+			// Never follow a redirect: a 301, 302 or 303 turns the POST into a GET without
+			// its body, and a login page at the end would answer 200 to an event never
+			// received. A redirect is an answer like any other (see Deliver).
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
+		now: time.Now,
 	}, nil
 }
 
@@ -82,6 +86,12 @@ func (h *HTTP) Deliver(ctx context.Context, event *v1alpha1.OfficialAccountSubsc
 	outcome := classifyHTTPStatus(resp.StatusCode)
 	if outcome == httpDelivered {
 		return nil
+	}
+	if outcome == httpRedirected {
+		// A sink's URL that moved is its configuration to fix, not a moment to wait out:
+		// fail at once (the event is kept, and the retry annotation sends it again).
+		return Permanent(fmt.Errorf("POST %s: %s, redirected to %q: sinks never follow redirects; set the sink's url to the address the event should go to",
+			h.url, resp.Status, resp.Header.Get("Location")))
 	}
 	err = fmt.Errorf("POST %s: %s: %s", h.url, resp.Status, strings.TrimSpace(string(snippet)))
 	if outcome == httpRejected {
@@ -140,15 +150,19 @@ const (
 	httpDelivered httpOutcome = iota
 	httpRetry
 	httpRejected
+	httpRedirected
 )
 
-// classifyHTTPStatus decides what an answer means: 2xx delivered; timeouts, "too early",
+// classifyHTTPStatus decides what an answer means: 2xx delivered; 3xx a redirect, which is
+// never followed; timeouts, "too early",
 // rate limits and server errors are worth retrying; any other answer is the receiver
 // refusing the event, which retrying will not change.
 func classifyHTTPStatus(code int) httpOutcome {
 	switch {
 	case code >= 200 && code < 300:
 		return httpDelivered
+	case code >= 300 && code < 400:
+		return httpRedirected
 	case code == http.StatusRequestTimeout, code == http.StatusTooEarly,
 		code == http.StatusTooManyRequests, code >= 500:
 		return httpRetry

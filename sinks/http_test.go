@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -18,7 +19,8 @@ func TestClassifyHTTPStatus(t *testing.T) {
 	tests := map[int]httpOutcome{
 		200: httpDelivered, 201: httpDelivered, 202: httpDelivered, 204: httpDelivered, 299: httpDelivered,
 		408: httpRetry, 425: httpRetry, 429: httpRetry, 500: httpRetry, 502: httpRetry, 503: httpRetry, 504: httpRetry,
-		301: httpRejected, 400: httpRejected, 401: httpRejected, 403: httpRejected, 404: httpRejected, 409: httpRejected, 422: httpRejected,
+		301: httpRedirected, 302: httpRedirected, 307: httpRedirected, 308: httpRedirected,
+		400: httpRejected, 401: httpRejected, 403: httpRejected, 404: httpRejected, 409: httpRejected, 422: httpRejected,
 	}
 	for code, want := range tests {
 		if got := classifyHTTPStatus(code); got != want {
@@ -136,6 +138,10 @@ func TestHTTPDeliverOutcomes(t *testing.T) {
 		{name: "rate limit honours Retry-After", status: http.StatusTooManyRequests, header: http.Header{"Retry-After": {"7"}},
 			wantErr: true, wantRetryAfter: 7 * time.Second},
 		{name: "not found fails for good", status: http.StatusNotFound, wantErr: true, wantPermanent: true},
+		{name: "a redirect is not followed and fails for good", status: http.StatusFound,
+			header: http.Header{"Location": {"/login"}}, wantErr: true, wantPermanent: true},
+		{name: "a permanent redirect too", status: http.StatusPermanentRedirect,
+			header: http.Header{"Location": {"/moved"}}, wantErr: true, wantPermanent: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -148,6 +154,9 @@ func TestHTTPDeliverOutcomes(t *testing.T) {
 			err = sink.Deliver(context.Background(), sampleEvent())
 			if (err != nil) != tt.wantErr || IsPermanent(err) != tt.wantPermanent || RetryAfter(err) != tt.wantRetryAfter {
 				t.Fatalf("err = %v (permanent %v, retry after %s)", err, IsPermanent(err), RetryAfter(err))
+			}
+			if location := tt.header.Get("Location"); location != "" && !strings.Contains(err.Error(), location) {
+				t.Errorf("the error %q does not name the redirect's Location", err)
 			}
 			if req.Header.Get("Authorization") != "Bearer x" {
 				t.Error("the sink's own header was not sent")
