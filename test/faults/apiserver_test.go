@@ -61,16 +61,37 @@ func mustFindProcess(pid int) *os.Process {
 	return p
 }
 
-// stop ends the API server as a node shutdown would (SIGTERM) and waits until it is gone.
+// stop ends the API server as a node shutdown would (SIGTERM, then SIGKILL if it is still
+// shutting down after 15 s) and waits until it is gone. Should the test fail while it is
+// down, it is started again, so that the specs after it have an API server.
 func (k *kubeAPIServer) stop() {
 	GinkgoHelper()
 	pid := k.cmd.Process.Pid
-	Expect(k.cmd.Process.Signal(syscall.SIGTERM)).To(Succeed())
-	Eventually(func() bool {
+	gone := func() bool {
 		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-		// Gone, or a zombie that envtest will reap.
+		// Gone, or a zombie that its parent will reap.
 		return err != nil || strings.Contains(string(b), ") Z ")
-	}, time.Minute, 50*time.Millisecond).Should(BeTrue(), "kube-apiserver stops")
+	}
+	Expect(k.cmd.Process.Signal(syscall.SIGTERM)).To(Succeed())
+	if !waitUntil(gone, 15*time.Second) {
+		Expect(k.cmd.Process.Kill()).To(Succeed())
+	}
+	Eventually(gone, time.Minute, 50*time.Millisecond).Should(BeTrue(), "kube-apiserver stops")
+	DeferCleanup(func() {
+		if k.cmd.Process.Pid == pid {
+			k.start()
+		}
+	})
+}
+
+// waitUntil polls cond every 50 ms for at most d.
+func waitUntil(cond func() bool, d time.Duration) bool {
+	for deadline := time.Now().Add(d); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if cond() {
+			return true
+		}
+	}
+	return cond()
 }
 
 // start runs the same command line again and waits until it serves.
