@@ -90,7 +90,7 @@ func TestLint(t *testing.T) {
 }
 
 func TestDefaults(t *testing.T) {
-	objs := render(t, "--set", "sdkAppIDs={1400000000}")
+	objs := render(t, "--set", "sdkAppIDs={1400000000}", "--set", "auth.existingSecret=chat-webhook-tokens")
 	for _, want := range []string{
 		"CustomResourceDefinition/officialaccountsubscriptions.officialaccount.chat-operators.dev",
 		"CustomResourceDefinition/subscriptionsinks.officialaccount.chat-operators.dev",
@@ -127,7 +127,7 @@ func TestDefaults(t *testing.T) {
 	if c.LivenessProbe.HTTPGet.Path != "/healthz" || c.ReadinessProbe.HTTPGet.Path != "/readyz" {
 		t.Error("probes do not use the manager's health endpoints")
 	}
-	for _, arg := range []string{"--sdk-app-id=1400000000", "--leader-elect=true", "--event-namespace=operators",
+	for _, arg := range []string{"--sdk-app-id=1400000000", "--leader-elect=true", "--event-namespace=operators", "--allow-unsigned-callbacks=false",
 		"--webhook-bind-address=:8090", "--delivered-retention=1h", "--max-body-bytes=1048576"} {
 		if !contains(c.Args, arg) {
 			t.Errorf("args %v lack %s", c.Args, arg)
@@ -141,7 +141,7 @@ func TestDefaults(t *testing.T) {
 // The chart's Role must grant what controller-gen derived from the code's RBAC markers,
 // plus the Lease for leader election: no more, no less.
 func TestRoleMatchesTheGeneratedRBAC(t *testing.T) {
-	objs := render(t, "--set", "sdkAppIDs={1400000000}")
+	objs := render(t, "--set", "sdkAppIDs={1400000000}", "--set", "auth.allowUnsigned=true")
 	role := convert[rbacv1.Role](t, objs["Role/oao-officialaccount-operator"])
 	generated, err := os.ReadFile(filepath.Join(testenv.RepoRoot(), "config", "rbac", "role.yaml"))
 	if err != nil {
@@ -160,7 +160,7 @@ func TestRoleMatchesTheGeneratedRBAC(t *testing.T) {
 
 func TestSDKAppIDsFromAYAMLFileStayIntegers(t *testing.T) {
 	values := filepath.Join(t.TempDir(), "values.yaml")
-	if err := os.WriteFile(values, []byte("sdkAppIDs: [1400000000, \"1400000001\"]\n"), 0o600); err != nil {
+	if err := os.WriteFile(values, []byte("sdkAppIDs: [1400000000, \"1400000001\"]\nauth: {allowUnsigned: true}\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	dep := convert[appsv1.Deployment](t, render(t, "-f", values)["Deployment/oao-officialaccount-operator"])
@@ -172,7 +172,7 @@ func TestSDKAppIDsFromAYAMLFileStayIntegers(t *testing.T) {
 func TestNonDefaultValues(t *testing.T) {
 	objs := render(t,
 		"--set", "sdkAppIDs={1400000000,1400000001}",
-		"--set", "auth.tokens.1400000001=s3cret",
+		"--set", "auth.tokens.1400000000=t0ken", "--set", "auth.tokens.1400000001={old-s3cret,s3cret}",
 		"--set", "ingress.enabled=true", "--set", "ingress.host=hooks.example.org", "--set", "ingress.className=nginx",
 		"--set", "networkPolicy.enabled=true",
 		"--set", "metrics.serviceMonitor.enabled=true",
@@ -180,6 +180,7 @@ func TestNonDefaultValues(t *testing.T) {
 		"--set", "replicaCount=3",
 		"--set", "eventNamespace=events",
 		"--set", "webhook.path=/tencent",
+		"--set", "webhook.allowedSourceCIDRs={203.0.113.0/24,198.51.100.7}", "--set", "webhook.trustedProxyCIDRs={10.0.0.0/8}",
 	)
 	for key := range objs {
 		if strings.HasPrefix(key, "CustomResourceDefinition/") {
@@ -196,19 +197,23 @@ func TestNonDefaultValues(t *testing.T) {
 		t.Errorf("Ingress does not route https://hooks.example.org/tencent: tls %v rules %v", tls, rules)
 	}
 	secret := convert[corev1.Secret](t, objs["Secret/oao-officialaccount-operator-auth"])
-	if !strings.Contains(secret.StringData["tokens"], "1400000001=s3cret") {
+	if got := secret.StringData["tokens"]; !strings.Contains(got, "1400000000=t0ken\n") || !strings.Contains(got, "1400000001=old-s3cret\n1400000001=s3cret") {
 		t.Errorf("token Secret holds %q", secret.StringData["tokens"])
 	}
 	dep := convert[appsv1.Deployment](t, objs["Deployment/oao-officialaccount-operator"])
 	c := dep.Spec.Template.Spec.Containers[0]
 	for _, arg := range []string{"--sdk-app-id=1400000000,1400000001", "--auth-token-file=/etc/officialaccount-operator/auth/tokens",
-		"--event-namespace=events", "--webhook-path=/tencent"} {
+		"--event-namespace=events", "--webhook-path=/tencent",
+		"--allowed-source-cidrs=203.0.113.0/24,198.51.100.7", "--trusted-proxy-cidrs=10.0.0.0/8"} {
 		if !contains(c.Args, arg) {
 			t.Errorf("args %v lack %s", c.Args, arg)
 		}
 	}
-	if *dep.Spec.Replicas != 3 || len(dep.Spec.Template.Spec.Volumes) != 1 || dep.Spec.Template.Annotations["checksum/auth"] == "" {
-		t.Error("replicas, the token volume or the checksum that restarts pods on a new token are missing")
+	if *dep.Spec.Replicas != 3 || len(dep.Spec.Template.Spec.Volumes) != 1 {
+		t.Error("replicas or the token volume are missing")
+	}
+	if _, ok := dep.Spec.Template.Annotations["checksum/auth"]; ok {
+		t.Error("a new token restarts the pods, though the operator reads it again by itself")
 	}
 	if objs["NetworkPolicy/oao-officialaccount-operator"] == nil || objs["ServiceMonitor/oao-officialaccount-operator"] == nil {
 		t.Error("NetworkPolicy or ServiceMonitor missing")
@@ -225,6 +230,8 @@ func TestSchemaAndChecksRejectBadValues(t *testing.T) {
 		"an SDKAppID that is not digits": {"--set", "sdkAppIDs={abc}"},
 		"no SDKAppID":                    {},
 		"both token sources":             {"--set", "sdkAppIDs={1}", "--set", "auth.tokens.1=x", "--set", "auth.existingSecret=s"},
+		"no token, unsigned not allowed": {"--set", "sdkAppIDs={1}"},
+		"an app without a token":         {"--set", "sdkAppIDs={1,2}", "--set", "auth.tokens.1=x"},
 	}
 	for name, args := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -368,7 +375,7 @@ func TestTheGracePeriodCoversTheShutdown(t *testing.T) {
 		"a longer drain": {"--set", "shutdown.drainPeriod=20s", "--set", "terminationGracePeriodSeconds=60"},
 	} {
 		t.Run(name, func(t *testing.T) {
-			objs := render(t, append([]string{"--set", "sdkAppIDs={1400000000}"}, args...)...)
+			objs := render(t, append([]string{"--set", "sdkAppIDs={1400000000}", "--set", "auth.allowUnsigned=true"}, args...)...)
 			dep := convert[appsv1.Deployment](t, objs["Deployment/oao-officialaccount-operator"])
 			shutdown := 10 * time.Second // writing the outcomes the reconcilers could not (internal/operator)
 			for _, flag := range []string{"--shutdown-drain-period", "--store-timeout", "--reconciler-shutdown-timeout"} {
@@ -383,7 +390,7 @@ func TestTheGracePeriodCoversTheShutdown(t *testing.T) {
 }
 
 func TestControllersOffMakesAnIngestOnlyRelease(t *testing.T) {
-	dep := convert[appsv1.Deployment](t, render(t, "--set", "sdkAppIDs={1400000000}", "--set", "controllers.enabled=false")["Deployment/oao-officialaccount-operator"])
+	dep := convert[appsv1.Deployment](t, render(t, "--set", "sdkAppIDs={1400000000}", "--set", "auth.allowUnsigned=true", "--set", "controllers.enabled=false")["Deployment/oao-officialaccount-operator"])
 	if args := dep.Spec.Template.Spec.Containers[0].Args; !contains(args, "--controllers=false") {
 		t.Fatalf("args %v lack --controllers=false", args)
 	}
@@ -403,4 +410,17 @@ func durationArg(t *testing.T, args []string, flag string) time.Duration {
 	}
 	t.Fatalf("args %v lack %s", args, flag)
 	return 0
+}
+
+// Without a token the chart says how to set one.
+func TestNoTokenFailsWithHowToSetOne(t *testing.T) {
+	out, err := helm(t, "template", "oao", chartDir, "--set", "sdkAppIDs={1400000000}")
+	if err == nil {
+		t.Fatal("rendered without a token")
+	}
+	for _, want := range []string{"auth.existingSecret", "auth.tokens", "auth.allowUnsigned=true"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the message does not mention %s:\n%s", want, out)
+		}
+	}
 }

@@ -33,7 +33,9 @@ const (
 	signedApp      = "1400000001" // authentication on
 	signedAppToken = "test-token-of-1400000001"
 	maxBodyBytes   = 64 << 10
-	retention      = 10 * time.Second
+	// maxResourcesPerCallback: 1,500 subscribers, fewer than maxBodyBytes holds.
+	maxResourcesPerCallback = 3
+	retention               = 10 * time.Second
 )
 
 var (
@@ -66,9 +68,11 @@ var _ = BeforeSuite(func() {
 	opCfg := operator.DefaultConfig()
 	opCfg.Webhook.BindAddress = "127.0.0.1:0"
 	opCfg.Webhook.SDKAppIDs = []string{plainApp, signedApp}
-	opCfg.Webhook.Tokens = map[string]string{signedApp: signedAppToken}
+	opCfg.Webhook.Tokens = webhookserver.Tokens{signedApp: {signedAppToken}}
+	opCfg.Webhook.AllowUnsigned = true // plainApp
 	opCfg.Webhook.Namespace = eventNamespace
 	opCfg.Webhook.MaxBodyBytes = maxBodyBytes
+	opCfg.Webhook.MaxResourcesPerCallback = maxResourcesPerCallback
 	opCfg.Webhook.DrainPeriod = 0
 	opCfg.DeliveredRetention = retention
 	// The operator as the binary runs it, but for the addresses and leader election.

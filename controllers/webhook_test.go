@@ -1,6 +1,7 @@
 package controllers_test
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -67,6 +69,17 @@ var _ = Describe("The webhook server", func() {
 				return callback(webhookserver.CommandAfterAddSubscriber, account, 1, strings.Repeat("x", 33))
 			},
 			http.StatusBadRequest, "Tencent allows at most 32"),
+		Entry("a ClientIP longer than any IP address", func() url.Values { q := addQuery(plainApp); q.Set("ClientIP", strings.Repeat("1", 46)); return q },
+			addBody, http.StatusBadRequest, "ClientIP is 46 bytes"),
+		Entry("more subscribers than one callback may store", func() url.Values { return addQuery(plainApp) },
+			func() []byte {
+				subscribers := make([]string, maxResourcesPerCallback*v1alpha1.MaxSubscribersPerResource+1)
+				for i := range subscribers {
+					subscribers[i] = fmt.Sprintf("u%d", i)
+				}
+				return callback(webhookserver.CommandAfterAddSubscriber, account, 1, subscribers...)
+			},
+			http.StatusRequestEntityTooLarge, "at most 1500 are stored from one callback"),
 		Entry("a command in the query that the body contradicts", func() url.Values { return query(plainApp, webhookserver.CommandAfterDeleteSubscriber) }, addBody,
 			http.StatusBadRequest, "does not match"),
 		Entry("a body over the limit", func() url.Values { return addQuery(plainApp) },
@@ -89,6 +102,33 @@ var _ = Describe("The webhook server", func() {
 		status, answer := post(signed(addQuery(signedApp), signedAppToken, time.Now()), addBody())
 		Expect(status).To(Equal(http.StatusOK), answer.ErrorInfo)
 		Expect(onlySubscription(account).Spec.SDKAppID).To(Equal(signedApp))
+	})
+
+	It("answers a flood of 1,000 unsigned requests for an app with authentication with 401, storing nothing", func() {
+		const requests, senders = 1000, 16
+		statuses := make(chan int, requests)
+		var wg sync.WaitGroup
+		for w := range senders {
+			wg.Go(func() {
+				defer GinkgoRecover()
+				for i := w; i < requests; i += senders {
+					body := callback(webhookserver.CommandAfterAddSubscriber, account, time.Now().UnixMilli(), fmt.Sprintf("user%d", i))
+					resp, err := http.Post(webhookURL+"?"+addQuery(signedApp).Encode(), "application/json", bytes.NewReader(body))
+					Expect(err).NotTo(HaveOccurred())
+					resp.Body.Close()
+					statuses <- resp.StatusCode
+				}
+			})
+		}
+		wg.Wait()
+		close(statuses)
+		count := 0
+		for status := range statuses {
+			Expect(status).To(Equal(http.StatusUnauthorized))
+			count++
+		}
+		Expect(count).To(Equal(requests))
+		Expect(subscriptionsOf(account)).To(BeEmpty())
 	})
 
 	It("accepts the SdkAppId spelling of the newer product page", func() {

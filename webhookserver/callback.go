@@ -17,10 +17,15 @@ const (
 	CommandAfterDeleteSubscriber = "OfficialAccount.CallbackAfterDeleteSubscriber"
 )
 
-// Tencent's documented limits on IDs (protocol.md, "Identifiers").
+// Tencent's documented limits on IDs (protocol.md, "Identifiers"), and bounds on the query
+// strings Tencent sends, which it documents no limit for: the longest IP address in text
+// (IPv6 with an embedded IPv4 address), and a platform name well beyond Tencent's longest.
+// The CRD holds the same limits (api/v1alpha1), so that a stored event never exceeds them.
 const (
 	maxOfficialAccountBytes = 48
 	maxUserIDBytes          = 32
+	maxClientIPBytes        = 45
+	maxOptPlatformBytes     = 32
 )
 
 // actionFor returns the action a command stores, or false for commands that are only
@@ -157,6 +162,10 @@ func validateCallback(cb Callback, hasEventTime bool) *requestError {
 		return badRequest("SubscribeAccountList is empty")
 	case !hasEventTime || cb.EventTime <= 0:
 		return badRequest("EventTime is missing or not a positive Unix time in milliseconds")
+	case len(cb.ClientIP) > maxClientIPBytes:
+		return badRequest("ClientIP is %d bytes; an IP address has at most %d", len(cb.ClientIP), maxClientIPBytes)
+	case len(cb.OptPlatform) > maxOptPlatformBytes:
+		return badRequest("OptPlatform is %d bytes; at most %d are accepted", len(cb.OptPlatform), maxOptPlatformBytes)
 	}
 	for i, s := range cb.Subscribers {
 		if s == "" {

@@ -69,6 +69,9 @@ func TestParseCallback(t *testing.T) {
 		{name: "a UTF-8 subscriber of 32 bytes", body: body(`"Official_Account":"a","SubscribeAccountList":[{"Subscriber_Account":"` + strings.Repeat("用", 10) + `xx"}],"EventTime":1`), wantHandled: true},
 		{name: "a UTF-8 subscriber of 33 bytes", body: body(`"Official_Account":"a","SubscribeAccountList":[{"Subscriber_Account":"` + strings.Repeat("用", 11) + `"}],"EventTime":1`), wantErr: "Subscriber_Account is 33 bytes"},
 		{name: "no EventTime", body: body(`"Official_Account":"a","SubscribeAccountList":[{"Subscriber_Account":"u"}]`), wantErr: "EventTime is missing"},
+		{name: "an IPv6 ClientIP of 45 bytes", query: queryParams{ClientIP: "0000:0000:0000:0000:0000:ffff:255.255.255.255"}, body: body(valid), wantHandled: true},
+		{name: "a ClientIP of 46 bytes", query: queryParams{ClientIP: strings.Repeat("1", 46)}, body: body(valid), wantErr: "ClientIP is 46 bytes"},
+		{name: "an OptPlatform of 33 bytes", query: queryParams{OptPlatform: strings.Repeat("p", 33)}, body: body(valid), wantErr: "OptPlatform is 33 bytes"},
 		{name: "EventTime beyond int32", body: body(`"Official_Account":"a","SubscribeAccountList":[{"Subscriber_Account":"u"}],"EventTime":9007199254740993`), wantHandled: true},
 	}
 	for _, tt := range tests {

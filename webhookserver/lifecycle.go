@@ -62,6 +62,9 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	checkCtx, stopCheck := context.WithCancel(ctx)
 	defer stopCheck()
 	go s.waitUntilStorable(checkCtx)
+	if s.opts.TokenFile != "" {
+		go s.watchTokenFile(checkCtx)
+	}
 
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()

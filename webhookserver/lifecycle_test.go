@@ -32,7 +32,7 @@ func TestTheServerDrainsBeforeItStops(t *testing.T) {
 	}
 	const drain = 500 * time.Millisecond
 	s, err := New(c, Options{Path: "/callback", SDKAppIDs: []string{"1400000000"}, MaxRequestSkew: time.Minute,
-		MaxBodyBytes: 1 << 20, Namespace: "events", StoreTimeout: 100 * time.Millisecond, DrainPeriod: drain})
+		MaxBodyBytes: 1 << 20, Namespace: "events", AllowUnsigned: true, MaxResourcesPerCallback: 4, StoreTimeout: 100 * time.Millisecond, DrainPeriod: drain})
 	if err != nil {
 		t.Fatal(err)
 	}

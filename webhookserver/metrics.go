@@ -16,10 +16,20 @@ var (
 		Help:    "Time to store an event as OfficialAccountSubscription resources, by outcome.",
 		Buckets: []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 1.5, 2},
 	}, []string{"result"})
+
+	unsignedAppsGauge = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "officialaccount_webhook_unsigned_apps",
+		Help: "Accepted SDKAppIDs without a webhook token, whose callbacks are stored unsigned (only with --allow-unsigned-callbacks).",
+	})
+
+	tokenReloadsTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "officialaccount_webhook_token_reloads_total",
+		Help: "Reloads of the auth token file after it changed, by result (loaded, or failed: the last good tokens stay in use).",
+	}, []string{"result"})
 )
 
 func init() {
-	metrics.Registry.MustRegister(requestsTotal, storeDuration)
+	metrics.Registry.MustRegister(requestsTotal, storeDuration, unsignedAppsGauge, tokenReloadsTotal)
 }
 
 // commandLabel keeps the metric's cardinality bounded whatever commands arrive.

@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -17,6 +18,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
+
+	"github.com/chat-operators/officialaccount-operator/api/v1alpha1"
 )
 
 // Options configure the webhook server; main.go maps each to a flag.
@@ -25,11 +28,22 @@ type Options struct {
 	Path        string
 	// SDKAppIDs are the apps whose callbacks are accepted; others get 403.
 	SDKAppIDs []string
-	// Tokens maps an SDKAppID to its webhook authentication token; an app with a token
-	// must send Sign and RequestTime.
-	Tokens         map[string]string
+	// Tokens are the webhook authentication tokens by SDKAppID; an app with a token must
+	// send Sign and RequestTime. TokenFile, when set, is read instead, and read again
+	// whenever it changes.
+	Tokens    Tokens
+	TokenFile string
+	// AllowUnsigned accepts callbacks of apps that have no token. Without it, every
+	// accepted app must have one.
+	AllowUnsigned bool
+	// Sources admits callbacks only from Tencent's addresses, when it lists any.
+	Sources        SourceFilter
 	MaxRequestSkew time.Duration
 	MaxBodyBytes   int64
+	// MaxResourcesPerCallback bounds what one request may store: a callback that would
+	// take more resources (of 500 subscribers each) is refused whole with 413, not stored
+	// in part. Tencent adds at most 100 subscribers per call.
+	MaxResourcesPerCallback int
 	// Namespace the resources are created in.
 	Namespace string
 	// StoreTimeout bounds storing one event; it must stay well under Tencent's 2 s so that
@@ -52,6 +66,7 @@ type Server struct {
 	now      func() time.Time
 	state    serverState
 	pressure storePressure
+	tokens   atomic.Pointer[Tokens]
 }
 
 // New checks the options and returns a server that stores events with the client.
@@ -59,21 +74,38 @@ func New(c client.Client, opts Options) (*Server, error) {
 	if len(opts.SDKAppIDs) == 0 {
 		return nil, errors.New("at least one SDKAppID is required (--sdk-app-id)")
 	}
-	for app := range opts.Tokens {
-		if !slices.Contains(opts.SDKAppIDs, app) {
-			return nil, fmt.Errorf("a token is configured for SDKAppID %q, which is not among the accepted SDKAppIDs", app)
-		}
-	}
 	if opts.Namespace == "" {
 		return nil, errors.New("the namespace to store events in is empty")
 	}
-	if opts.StoreTimeout <= 0 || opts.MaxBodyBytes <= 0 || opts.MaxRequestSkew <= 0 {
-		return nil, errors.New("store timeout, body limit and request-time skew must be positive")
+	if opts.StoreTimeout <= 0 || opts.MaxBodyBytes <= 0 || opts.MaxRequestSkew <= 0 || opts.MaxResourcesPerCallback <= 0 {
+		return nil, errors.New("store timeout, body limit, resources per callback and request-time skew must be positive")
 	}
 	if opts.DrainPeriod < 0 {
 		return nil, errors.New("the shutdown drain period must not be negative")
 	}
-	return &Server{opts: opts, client: c, log: logf.Log.WithName("webhook"), now: time.Now}, nil
+	tokens := opts.Tokens
+	if opts.TokenFile != "" {
+		var err error
+		if tokens, err = LoadTokens(opts.TokenFile); err != nil {
+			return nil, err
+		}
+	}
+	if err := checkTokens(tokens, opts.SDKAppIDs, opts.AllowUnsigned); err != nil {
+		return nil, err
+	}
+	s := &Server{opts: opts, client: c, log: logf.Log.WithName("webhook"), now: time.Now}
+	s.setTokens(tokens)
+	if n := unsignedApps(tokens, opts.SDKAppIDs); n > 0 {
+		s.log.Info("WARNING: --allow-unsigned-callbacks: anyone who knows the webhook's URL can store events for apps without a token",
+			"unsignedApps", n)
+	}
+	return s, nil
+}
+
+// setTokens puts tokens in use.
+func (s *Server) setTokens(tokens Tokens) {
+	s.tokens.Store(&tokens)
+	unsignedAppsGauge.Set(float64(unsignedApps(tokens, s.opts.SDKAppIDs)))
 }
 
 // answer is what a request gets; every answer carries the JSON body Tencent expects.
@@ -105,13 +137,17 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// handle runs the one path of a request: check the sender, read, parse, store.
+// handle runs the one path of a request: check the sender (its address, its app, its
+// signature) before reading the body, then read, parse, store.
 func (s *Server) handle(w http.ResponseWriter, r *http.Request) answer {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
 		return answer{status: http.StatusMethodNotAllowed, result: "method_not_allowed", info: "the webhook accepts POST only"}
 	}
 	q := parseQuery(r.URL.Query())
+	if err := s.opts.Sources.admit(r); err != nil {
+		return rejected(q.CallbackCommand, err)
+	}
 	if err := s.authenticate(q); err != nil {
 		return rejected(q.CallbackCommand, err)
 	}
@@ -133,6 +169,11 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request) answer {
 	if !handled {
 		return answer{status: http.StatusOK, result: "ignored", command: q.CallbackCommand}
 	}
+	if limit := s.opts.MaxResourcesPerCallback * v1alpha1.MaxSubscribersPerResource; len(cb.Subscribers) > limit {
+		return answer{status: http.StatusRequestEntityTooLarge, result: "too_large", command: cb.Command,
+			info: fmt.Sprintf("the callback lists %d subscribers; at most %d are stored from one callback (--max-resources-per-callback %d)",
+				len(cb.Subscribers), limit, s.opts.MaxResourcesPerCallback)}
+	}
 	return s.store(r.Context(), cb)
 }
 
@@ -150,8 +191,8 @@ func (s *Server) authenticate(q queryParams) *requestError {
 		return &requestError{status: http.StatusForbidden, result: "forbidden",
 			info: fmt.Sprintf("SdkAppid %q is not an app this operator accepts", q.SDKAppID)}
 	}
-	if token, ok := s.opts.Tokens[q.SDKAppID]; ok {
-		return verifySign(token, q.Sign, q.RequestTime, s.now(), s.opts.MaxRequestSkew)
+	if tokens := (*s.tokens.Load())[q.SDKAppID]; len(tokens) > 0 {
+		return verifySign(tokens, q.Sign, q.RequestTime, s.now(), s.opts.MaxRequestSkew)
 	}
 	return nil
 }

@@ -21,10 +21,11 @@ func unauthorized(info string) *requestError {
 	return &requestError{status: http.StatusUnauthorized, result: "unauthorized", info: info}
 }
 
-// verifySign checks Sign and RequestTime. The scheme signs only the token and the time, so
-// a captured Sign is valid for any body within the window: the window is what limits replay.
-// The errors never include the Sign itself.
-func verifySign(token, sign, requestTime string, now time.Time, maxSkew time.Duration) *requestError {
+// verifySign checks Sign and RequestTime against the app's tokens, any of which may have
+// signed. The scheme signs only the token and the time, so a captured Sign is valid for
+// any body within the window: the window is what limits replay. The errors never include
+// the Sign itself.
+func verifySign(tokens []string, sign, requestTime string, now time.Time, maxSkew time.Duration) *requestError {
 	if sign == "" || requestTime == "" {
 		return unauthorized("Sign and RequestTime are required: webhook authentication is configured for this SdkAppid")
 	}
@@ -36,10 +37,12 @@ func verifySign(token, sign, requestTime string, now time.Time, maxSkew time.Dur
 	if skew < -maxSkew || skew > maxSkew {
 		return unauthorized("RequestTime is more than " + maxSkew.String() + " from the server's clock")
 	}
-	want := tencentSign(token, requestTime)
 	// Hex is case-insensitive; lower-casing the caller's input reveals nothing secret.
-	if subtle.ConstantTimeCompare([]byte(want), []byte(strings.ToLower(sign))) != 1 {
-		return unauthorized("Sign does not match the configured token")
+	got := []byte(strings.ToLower(sign))
+	for _, token := range tokens {
+		if subtle.ConstantTimeCompare([]byte(tencentSign(token, requestTime)), got) == 1 {
+			return nil
+		}
 	}
-	return nil
+	return unauthorized("Sign does not match the configured token")
 }

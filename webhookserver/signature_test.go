@@ -37,9 +37,17 @@ func TestVerifySign(t *testing.T) {
 		{name: "upper-case hex", sign: strings.ToUpper(valid), requestTime: "1669872112"},
 		{name: "sign of another time", sign: valid, requestTime: "1669872111", wantErr: "does not match"},
 	}
+	// While a token rotates, an app has two, and a request signed with either verifies.
+	rotating := []string{"the-new-token", token}
+	if err := verifySign(rotating, valid, "1669872112", now, time.Minute); err != nil {
+		t.Errorf("signed with the old of two tokens: %v", err)
+	}
+	if err := verifySign(rotating, tencentSign("the-new-token", "1669872112"), "1669872112", now, time.Minute); err != nil {
+		t.Errorf("signed with the new of two tokens: %v", err)
+	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := verifySign(token, tt.sign, tt.requestTime, now, time.Minute)
+			err := verifySign([]string{token}, tt.sign, tt.requestTime, now, time.Minute)
 			if tt.wantErr == "" {
 				if err != nil {
 					t.Fatalf("verifySign: %v", err)

@@ -58,7 +58,7 @@ func TestAnAPIServerThatIsDownGets503FailNeverOK(t *testing.T) {
 			}
 			storeTimeout := 300 * time.Millisecond
 			s, err := New(c, Options{Path: "/callback", SDKAppIDs: []string{"1400000000"}, MaxRequestSkew: time.Minute,
-				MaxBodyBytes: 1 << 20, Namespace: "events", StoreTimeout: storeTimeout})
+				MaxBodyBytes: 1 << 20, Namespace: "events", AllowUnsigned: true, MaxResourcesPerCallback: 4, StoreTimeout: storeTimeout})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -109,7 +109,7 @@ func TestASlowStoreMakesDeliveriesGiveWay(t *testing.T) {
 				t.Fatal(err)
 			}
 			s, err := New(c, Options{Path: "/callback", SDKAppIDs: []string{"1400000000"}, MaxRequestSkew: time.Minute,
-				MaxBodyBytes: 1 << 20, Namespace: "events", StoreTimeout: 200 * time.Millisecond, SlowStoreDelay: slowStore})
+				MaxBodyBytes: 1 << 20, Namespace: "events", AllowUnsigned: true, MaxResourcesPerCallback: 4, StoreTimeout: 200 * time.Millisecond, SlowStoreDelay: slowStore})
 			if err != nil {
 				t.Fatal(err)
 			}

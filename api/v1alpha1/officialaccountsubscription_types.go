@@ -45,12 +45,14 @@ const MaxSubscribersPerResource = 500
 type OfficialAccountSubscriptionSpec struct {
 	// SDKAppID of the Chat app that sent the callback.
 	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=20
 	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="field is immutable: the event is stored as Tencent sent it"
 	SDKAppID string `json:"sdkAppID"`
 
 	// CallbackCommand as Tencent named it, for example
 	// OfficialAccount.CallbackAfterAddSubscriber.
 	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=64
 	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="field is immutable: the event is stored as Tencent sent it"
 	CallbackCommand string `json:"callbackCommand"`
 
@@ -89,11 +91,13 @@ type OfficialAccountSubscriptionSpec struct {
 	EventTime int64 `json:"eventTime"`
 
 	// ClientIP as given in the callback's query.
+	// +kubebuilder:validation:MaxLength=45
 	// +optional
 	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="field is immutable: the event is stored as Tencent sent it"
 	ClientIP string `json:"clientIP,omitempty"`
 
 	// OptPlatform as given in the callback's query (RESTAPI, Web, Android, iOS, ...).
+	// +kubebuilder:validation:MaxLength=32
 	// +optional
 	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="field is immutable: the event is stored as Tencent sent it"
 	OptPlatform string `json:"optPlatform,omitempty"`

@@ -429,7 +429,8 @@ func startManager(ctx context.Context, workDir, kubeconfig string, extraArgs []s
 	}
 	// Production defaults but for the addresses and the namespace.
 	args := append([]string{"--kubeconfig", kubeconfig, "--sdk-app-id", benchApp, "--event-namespace", eventNamespace,
-		"--webhook-bind-address", "127.0.0.1:" + strconv.Itoa(port), "--metrics-bind-address", "0", "--health-probe-bind-address", "0"},
+		"--webhook-bind-address", "127.0.0.1:" + strconv.Itoa(port), "--metrics-bind-address", "0", "--health-probe-bind-address", "0",
+		"--allow-unsigned-callbacks"},
 		extraArgs...)
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile

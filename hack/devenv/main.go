@@ -54,8 +54,8 @@ func main() {
 	}
 }
 
-// setDevDefaults: a laptop has one replica, a demo app and no drain, unless the user says
-// otherwise.
+// setDevDefaults: a laptop has one replica, a demo app that takes unsigned callbacks and
+// no drain, unless the user says otherwise.
 func setDevDefaults(f *operator.Flags) {
 	given := map[string]bool{}
 	flag.Visit(func(fl *flag.Flag) { given[fl.Name] = true })
@@ -64,6 +64,11 @@ func setDevDefaults(f *operator.Flags) {
 	}
 	if !given["leader-elect"] {
 		_ = flag.Set("leader-elect", "false")
+	}
+	// The demo app takes unsigned callbacks, so that the README's curl works as it is;
+	// with a token file, every app needs its token, as in production.
+	if !given["allow-unsigned-callbacks"] && !given["auth-token-file"] && os.Getenv(operator.EnvPrefix+"AUTH_TOKEN_FILE") == "" {
+		_ = flag.Set("allow-unsigned-callbacks", "true")
 	}
 	// Nothing routes to a laptop's operator: Ctrl-C stops it at once.
 	if !given["shutdown-drain-period"] {

@@ -20,6 +20,8 @@ const EnvPrefix = "OFFICIALACCOUNT_"
 type Flags struct {
 	Config                 Config
 	SDKAppIDs              stringList
+	AllowedSources         stringList
+	TrustedProxies         stringList
 	AuthTokenFile          string
 	MetricsAddr, ProbeAddr string
 	PprofAddr              string
@@ -54,9 +56,13 @@ func BindFlags(fs *flag.FlagSet) *Flags {
 	fs.StringVar(&w.BindAddress, "webhook-bind-address", w.BindAddress, "Address the webhook server listens on.")
 	fs.StringVar(&w.Path, "webhook-path", w.Path, "URL path of the webhook; configure the Tencent Chat console with it.")
 	fs.Var(&f.SDKAppIDs, "sdk-app-id", "SDKAppID whose callbacks are accepted (required; repeatable or comma-separated).")
-	fs.StringVar(&f.AuthTokenFile, "auth-token-file", "", "File of SDKAppID=token lines; an app with a token must send a valid Sign.")
+	fs.StringVar(&f.AuthTokenFile, "auth-token-file", "", "File of SDKAppID=token lines (several per app while a token rotates), read again when it changes; an app with a token must send a valid Sign.")
+	fs.Var(&f.AllowedSources, "allowed-source-cidrs", "Addresses or CIDRs callbacks may come from (Tencent's webhook egress, REST GetIPList); others get 403 before the body is read. Empty: any.")
+	fs.Var(&f.TrustedProxies, "trusted-proxy-cidrs", "Peers (the Ingress) whose X-Forwarded-For names the client for --allowed-source-cidrs.")
+	fs.BoolVar(&w.AllowUnsigned, "allow-unsigned-callbacks", false, "Accept callbacks of SDKAppIDs that have no token; without it every accepted SDKAppID needs one.")
 	fs.DurationVar(&w.MaxRequestSkew, "request-time-skew", w.MaxRequestSkew, "How far a signed RequestTime may be from this server's clock.")
 	fs.Int64Var(&w.MaxBodyBytes, "max-body-bytes", w.MaxBodyBytes, "Largest callback body accepted.")
+	fs.IntVar(&w.MaxResourcesPerCallback, "max-resources-per-callback", w.MaxResourcesPerCallback, "Most resources (of 500 subscribers) one callback may store; a larger one gets 413 and nothing is stored.")
 	fs.StringVar(&w.Namespace, "event-namespace", "", "Namespace to store events in (default: the pod's namespace).")
 	fs.DurationVar(&w.StoreTimeout, "store-timeout", w.StoreTimeout, "How long storing one event may take before Tencent is answered FAIL (Tencent waits 2s).")
 	fs.DurationVar(&f.Config.DeliveredRetention, "delivered-retention", f.Config.DeliveredRetention, "How long a delivered event is kept.")
@@ -82,8 +88,7 @@ func BindFlags(fs *flag.FlagSet) *Flags {
 	return f
 }
 
-// Complete applies the environment to flags not given on the command line, then reads
-// what the flags point at (the token file).
+// Complete applies the environment to flags not given on the command line.
 func (f *Flags) Complete(fs *flag.FlagSet) error {
 	if err := applyEnv(fs); err != nil {
 		return err
@@ -93,12 +98,13 @@ func (f *Flags) Complete(fs *flag.FlagSet) error {
 	if w.Namespace == "" {
 		w.Namespace = podNamespace()
 	}
-	if f.AuthTokenFile != "" {
-		tokens, err := webhookserver.LoadTokens(f.AuthTokenFile)
-		if err != nil {
-			return err
-		}
-		w.Tokens = tokens
+	w.TokenFile = f.AuthTokenFile
+	var err error
+	if w.Sources.Allowed, err = webhookserver.ParsePrefixes(f.AllowedSources); err != nil {
+		return fmt.Errorf("--allowed-source-cidrs: %w", err)
+	}
+	if w.Sources.TrustedProxies, err = webhookserver.ParsePrefixes(f.TrustedProxies); err != nil {
+		return fmt.Errorf("--trusted-proxy-cidrs: %w", err)
 	}
 	return nil
 }

@@ -40,7 +40,7 @@ func TestFlagsFromCommandLineAndEnvironment(t *testing.T) {
 			check: func(t *testing.T, f *Flags) {
 				w := f.Config.Webhook
 				if !slices.Equal(w.SDKAppIDs, []string{"4", "5"}) || w.Namespace != "from-flag" ||
-					f.Config.DeliveredRetention != 10*time.Minute || w.Tokens["1400000001"] != "s3cret" {
+					f.Config.DeliveredRetention != 10*time.Minute || w.TokenFile != tokens {
 					t.Fatalf("got %+v", f.Config)
 				}
 			}},

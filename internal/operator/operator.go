@@ -40,7 +40,9 @@ func DefaultConfig() Config {
 			Path:           "/callback",
 			MaxRequestSkew: time.Minute,
 			MaxBodyBytes:   1 << 20,
-			StoreTimeout:   1500 * time.Millisecond,
+			// 2,000 subscribers: twenty times what Tencent's REST API adds in one call.
+			MaxResourcesPerCallback: 4,
+			StoreTimeout:            1500 * time.Millisecond,
 			// A quarter of the 100 ms answer time the project holds itself to (see
 			// docs/performance.md): deliveries give way well before answers slow.
 			SlowStoreDelay: 25 * time.Millisecond,

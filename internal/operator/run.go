@@ -38,8 +38,7 @@ func Run(ctx context.Context, restConfig *rest.Config, f *Flags, started func(*w
 	if started != nil {
 		started(server)
 	}
-	log.Info("starting", "sdkAppIDs", f.Config.Webhook.SDKAppIDs, "appsWithAuth", len(f.Config.Webhook.Tokens),
-		"eventNamespace", f.Config.Webhook.Namespace, "controllers", f.Controllers, "leaderElection", f.LeaderElect)
+	log.Info("starting", "sdkAppIDs", f.Config.Webhook.SDKAppIDs, "eventNamespace", f.Config.Webhook.Namespace, "controllers", f.Controllers, "leaderElection", f.LeaderElect)
 
 	// The probes and metrics outlive the webhook's drain, so that /readyz says "draining"
 	// rather than refusing connections, and the last answers are counted.

@@ -3,6 +3,8 @@ package faults
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,6 +13,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -41,6 +44,8 @@ func (a answer) ok() bool { return a.status == http.StatusOK && a.action == "OK"
 // stopped, and keep every answer.
 type senders struct {
 	account string
+	// token, if set, is the token each request is signed with, as Tencent signs.
+	token   func() string
 	mu      sync.Mutex
 	answers []answer
 	next    atomic.Int64
@@ -51,7 +56,13 @@ type senders struct {
 // startSenders posts to the URL that target returns at each request, from n goroutines,
 // each waiting pace between its requests (0: as fast as answers come).
 func startSenders(n int, account string, pace time.Duration, target func() string) *senders {
-	s := &senders{account: account, stop: make(chan struct{})}
+	return startSignedSenders(n, account, pace, target, nil)
+}
+
+// startSignedSenders are senders that sign each request with the token that token
+// returns at that moment.
+func startSignedSenders(n int, account string, pace time.Duration, target, token func() string) *senders {
+	s := &senders{account: account, token: token, stop: make(chan struct{})}
 	for range n {
 		s.done.Go(func() {
 			// A client per sender and keep-alives, as a load balancer upstream of the
@@ -96,6 +107,12 @@ func (s *senders) send(c *http.Client, target string) answer {
 	})
 	q := url.Values{"SdkAppid": {app}, "CallbackCommand": {"OfficialAccount.CallbackAfterAddSubscriber"},
 		"contenttype": {"json"}, "ClientIP": {"127.0.0.1"}, "OptPlatform": {"RESTAPI"}}
+	if s.token != nil {
+		requestTime := strconv.FormatInt(time.Now().Unix(), 10)
+		sum := sha256.Sum256([]byte(s.token() + requestTime))
+		q.Set("RequestTime", requestTime)
+		q.Set("Sign", hex.EncodeToString(sum[:]))
+	}
 	resp, err := c.Post(target+"?"+q.Encode(), "application/json", bytes.NewReader(body))
 	if err != nil {
 		a.err = err

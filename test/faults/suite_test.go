@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -128,12 +129,16 @@ func startOperator(namespace, kubeconfigPath string, args ...string) *operatorPr
 		logPath:    logFile.Name(),
 		exited:     make(chan struct{}),
 	}
-	p.cmd = exec.Command(managerBin, append([]string{
+	base := []string{
 		"--kubeconfig", kubeconfigPath, "--sdk-app-id", app, "--event-namespace", namespace,
 		"--webhook-bind-address", fmt.Sprintf("127.0.0.1:%d", webhookPort),
 		"--health-probe-bind-address", fmt.Sprintf("127.0.0.1:%d", probesPort),
 		"--metrics-bind-address", "0", "--zap-log-level", "debug",
-	}, args...)...)
+	}
+	if !slices.Contains(args, "--auth-token-file") {
+		base = append(base, "--allow-unsigned-callbacks") // the fault tests send unsigned callbacks
+	}
+	p.cmd = exec.Command(managerBin, append(base, args...)...)
 	p.cmd.Stdout, p.cmd.Stderr = logFile, logFile
 	Expect(p.cmd.Start()).To(Succeed())
 	go func() { p.exitErr = p.cmd.Wait(); logFile.Close(); close(p.exited) }()
