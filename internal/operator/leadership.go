@@ -84,14 +84,24 @@ func campaign(ctx context.Context, restConfig *rest.Config, namespace string, ti
 
 // runTermUntil runs term until ctx ends or the lease is lost (leading ends).
 func runTermUntil(ctx, leading context.Context, term func(context.Context) error) {
+	log := ctrl.Log.WithName("leader-election")
 	termCtx, endTerm := context.WithCancel(leading)
 	defer endTerm()
 	stop := context.AfterFunc(ctx, endTerm)
 	defer stop()
+	lost := context.AfterFunc(leading, func() {
+		if ctx.Err() == nil {
+			log.Info(lostLeaseMessage)
+		}
+	})
+	defer lost()
 	if err := term(termCtx); err != nil {
-		ctrl.Log.WithName("leader-election").Error(err, "the reconcilers stopped with an error")
+		log.Error(err, "the reconcilers stopped with an error")
 	}
 }
+
+// lostLeaseMessage is logged when the lease is lost while the process goes on.
+const lostLeaseMessage = "lost the lease: stopping the reconcilers; this replica goes on serving webhooks"
 
 // newLeaseLock is a Lease lock with a unique identity, whose client times out within the
 // renew deadline so that one hung request cannot cost the lease.

@@ -183,7 +183,7 @@ var _ = Describe("kube-apiserver stopped and started again", func() {
 		okBeforeRecovery := s.countOK()
 		Eventually(s.countOK, 2*time.Minute).Should(BeNumerically(">=", okBeforeRecovery+50), "the webhook stores again by itself")
 		s.halt()
-		Expect(op.log()).To(ContainSubstring(lostLeaseLog), "the outage cost the lease, and the process went on")
+		Eventually(op.log, time.Minute).Should(ContainSubstring(lostLeaseLog), "the outage cost the lease, and the process went on")
 		for _, a := range s.all() {
 			if a.sent.After(down) && a.sent.Before(restarting) {
 				Expect(a.ok()).To(BeFalse(), "a callback answered OK while kube-apiserver was down")
