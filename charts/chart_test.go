@@ -9,12 +9,14 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -422,5 +424,44 @@ func TestNoTokenFailsWithHowToSetOne(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("the message does not mention %s:\n%s", want, out)
 		}
+	}
+}
+
+func TestEgressNetworkPolicy(t *testing.T) {
+	values := filepath.Join(t.TempDir(), "values.yaml")
+	if err := os.WriteFile(values, []byte(`sdkAppIDs: ["1400000000"]
+auth: {existingSecret: tokens}
+networkPolicy:
+  enabled: true
+  egress:
+    enabled: true
+    apiServerCIDRs: ["172.20.0.1/32"]
+    to:
+      - to: [{ipBlock: {cidr: 10.40.0.0/16}}]
+        ports: [{port: 443, protocol: TCP}]
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	policy := convert[networkingv1.NetworkPolicy](t, render(t, "-f", values)["NetworkPolicy/oao-officialaccount-operator"])
+	if !slices.Contains(policy.Spec.PolicyTypes, networkingv1.PolicyTypeEgress) {
+		t.Fatalf("policy types %v lack Egress", policy.Spec.PolicyTypes)
+	}
+	var peers []string
+	for _, rule := range policy.Spec.Egress {
+		for _, to := range rule.To {
+			switch {
+			case to.IPBlock != nil:
+				peers = append(peers, to.IPBlock.CIDR)
+			case to.PodSelector != nil:
+				peers = append(peers, "dns")
+			}
+		}
+	}
+	if !slices.Equal(peers, []string{"dns", "172.20.0.1/32", "10.40.0.0/16"}) {
+		t.Fatalf("egress to %v, want DNS, the API server and the listed sink", peers)
+	}
+	if out, err := helm(t, "template", "oao", chartDir, "--set", "sdkAppIDs={1}", "--set", "auth.allowUnsigned=true",
+		"--set", "networkPolicy.enabled=true", "--set", "networkPolicy.egress.enabled=true"); err == nil || !strings.Contains(out, "apiServerCIDRs is required") {
+		t.Fatalf("egress without the API server's address rendered: %v\n%.300s", err, out)
 	}
 }

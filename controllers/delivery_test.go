@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"net/http"
+	"strings"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -65,7 +66,7 @@ var _ = Describe("The seed's sample request, end to end", func() {
 		key := make([]byte, 32)
 		_, _ = rand.Read(key)
 		secret := &corev1.Secret{
-			ObjectMeta: metav1.ObjectMeta{Name: "seed-signing", Namespace: eventNamespace},
+			ObjectMeta: metav1.ObjectMeta{Name: "seed-signing", Namespace: eventNamespace, Labels: sinkCredentials},
 			Data:       map[string][]byte{"secret": []byte("whsec_" + base64.StdEncoding.EncodeToString(key))},
 		}
 		Expect(k8s.Create(context.Background(), secret)).To(Succeed())
@@ -282,7 +283,7 @@ var _ = Describe("Delivery", func() {
 			return len(s.Status.Sinks) == 1 && s.Status.Sinks[0].Attempts >= 1
 		})
 		secret := &corev1.Secret{
-			ObjectMeta: metav1.ObjectMeta{Name: "late-secret", Namespace: eventNamespace},
+			ObjectMeta: metav1.ObjectMeta{Name: "late-secret", Namespace: eventNamespace, Labels: sinkCredentials},
 			Data:       map[string][]byte{"secret": []byte("whsec_" + base64.StdEncoding.EncodeToString(make([]byte, 24)))},
 		}
 		Expect(k8s.Create(context.Background(), secret)).To(Succeed())
@@ -294,6 +295,41 @@ var _ = Describe("Delivery", func() {
 		}).Should(BeTrue())
 		waitFor(sub.Name, isReady)
 		Expect(receiver.Requests()).NotTo(BeEmpty())
+		Expect(receiver.Requests()[0].Header.Get("webhook-signature")).To(HavePrefix("v1,"))
+	})
+
+	It("refuses a sink's Secret without the sink-credentials label, sends nothing, and delivers once it is labelled", func() {
+		secret := &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Name: "unlabelled-secret", Namespace: eventNamespace},
+			Data:       map[string][]byte{"secret": []byte("whsec_" + base64.StdEncoding.EncodeToString(make([]byte, 24)))},
+		}
+		Expect(k8s.Create(context.Background(), secret)).To(Succeed())
+		DeferCleanup(func() { _ = k8s.Delete(context.Background(), secret) })
+		sink := newSink("unlabelled", account, receiver, func(s *v1alpha1.SubscriptionSink) {
+			s.Spec.HTTP.SigningSecretRef = &corev1.SecretKeySelector{
+				LocalObjectReference: corev1.LocalObjectReference{Name: secret.Name}, Key: "secret"}
+		})
+		Eventually(func() string {
+			var got v1alpha1.SubscriptionSink
+			_ = k8s.Get(context.Background(), client.ObjectKeyFromObject(sink), &got)
+			if c := meta.FindStatusCondition(got.Status.Conditions, v1alpha1.ConditionReady); c != nil && c.Status == metav1.ConditionFalse {
+				return c.Reason + ": " + c.Message
+			}
+			return ""
+		}).Should(And(HavePrefix(v1alpha1.ReasonSecretNotAllowed+": "), ContainSubstring(v1alpha1.LabelSinkCredentials+"=true")))
+
+		send("jared")
+		sub := onlySubscription(account)
+		waitFor(sub.Name, func(s *v1alpha1.OfficialAccountSubscription) bool {
+			return len(s.Status.Sinks) == 1 && s.Status.Sinks[0].Attempts >= 1 && strings.Contains(s.Status.Sinks[0].LastError, "lacks the label")
+		})
+		Expect(receiver.Requests()).To(BeEmpty(), "nothing is sent with a Secret the sink may not use")
+
+		patch := client.MergeFrom(secret.DeepCopy())
+		secret.Labels = sinkCredentials
+		Expect(k8s.Patch(context.Background(), secret, patch)).To(Succeed())
+		waitFor(sub.Name, isReady)
+		Expect(receiver.Requests()).To(HaveLen(1))
 		Expect(receiver.Requests()[0].Header.Get("webhook-signature")).To(HavePrefix("v1,"))
 	})
 

@@ -29,7 +29,7 @@ var _ = Describe("A PostgreSQL sink, end to end", Ordered, func() {
 
 	postgresSink := func(name, account, password string) *v1alpha1.SubscriptionSink {
 		secret := &corev1.Secret{
-			ObjectMeta: metav1.ObjectMeta{Name: name + "-dsn", Namespace: eventNamespace},
+			ObjectMeta: metav1.ObjectMeta{Name: name + "-dsn", Namespace: eventNamespace, Labels: sinkCredentials},
 			StringData: map[string]string{"dsn": pg.DSN(password)},
 		}
 		Expect(k8s.Create(context.Background(), secret)).To(Succeed())

@@ -31,7 +31,9 @@ const sinkRecheckInterval = 30 * time.Second
 // delivered to, and releases a deleted sink's connections.
 type SinkReconciler struct {
 	client.Client
-	Sinks *sinks.Registry
+	// APIReader reads past the cache (see sinkResolver).
+	APIReader client.Reader
+	Sinks     *sinks.Registry
 }
 
 // +kubebuilder:rbac:groups=officialaccount.chat-operators.dev,resources=subscriptionsinks,verbs=get;list;watch
@@ -48,7 +50,7 @@ func (r *SinkReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.
 	patch := client.MergeFrom(sink.DeepCopy())
 	ready := metav1.Condition{Type: v1alpha1.ConditionReady, ObservedGeneration: sink.Generation,
 		Status: metav1.ConditionTrue, Reason: v1alpha1.ReasonValid, Message: "configuration is valid and its Secrets exist"}
-	target, resolveErr := (&sinkResolver{client: r.Client, registry: r.Sinks}).resolve(ctx, &sink)
+	target, resolveErr := (&sinkResolver{client: r.Client, apiReader: r.APIReader, registry: r.Sinks}).resolve(ctx, &sink)
 	var cfgErr *configError
 	var result ctrl.Result
 	switch {

@@ -8,6 +8,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -27,8 +28,11 @@ func (e *configError) Error() string { return e.err.Error() }
 // sinkResolver turns a SubscriptionSink into a ready-to-use sinks.Sink: it reads the
 // Secrets the sink names and reuses the built sink until the configuration changes.
 type sinkResolver struct {
-	client   client.Client
-	registry *sinks.Registry
+	client client.Client
+	// apiReader reads past the cache, which holds only the Secrets labelled for sinks, to
+	// tell a Secret that lacks the label from one that does not exist.
+	apiReader client.Reader
+	registry  *sinks.Registry
 }
 
 func registryKey(sink *v1alpha1.SubscriptionSink) string {
@@ -132,11 +136,20 @@ func (r *sinkResolver) secretValue(ctx context.Context, namespace string, ref *c
 	return string(value), secret.ResourceVersion, nil
 }
 
-// secret reads a Secret a sink names; a missing one is a configuration error.
+// secret reads a Secret a sink names from the cache, which holds only the Secrets labelled
+// for sinks. A missing one, or one without the label, is a configuration error; of the
+// latter only its metadata is read, never its data.
 func (r *sinkResolver) secret(ctx context.Context, namespace, name string) (*corev1.Secret, error) {
 	var secret corev1.Secret
-	err := r.client.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, &secret)
+	key := types.NamespacedName{Namespace: namespace, Name: name}
+	err := r.client.Get(ctx, key, &secret)
 	if apierrors.IsNotFound(err) {
+		unlabelled := &metav1.PartialObjectMetadata{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Secret"}}
+		if getErr := r.apiReader.Get(ctx, key, unlabelled); getErr == nil {
+			return nil, &configError{reason: v1alpha1.ReasonSecretNotAllowed,
+				err: fmt.Errorf("Secret %q lacks the label %s=true that lets sinks use it; add it with "+
+					"`kubectl label secret -n %s %s %s=true`", name, v1alpha1.LabelSinkCredentials, namespace, name, v1alpha1.LabelSinkCredentials)}
+		}
 		return nil, &configError{reason: v1alpha1.ReasonSecretNotFound,
 			err: fmt.Errorf("Secret %q does not exist in namespace %q", name, namespace)}
 	}

@@ -250,7 +250,7 @@ func (r *SubscriptionReconciler) deliverTo(ctx context.Context, sub *v1alpha1.Of
 	}
 	var target sinks.Sink
 	if err == nil {
-		target, err = (&sinkResolver{client: r.Client, registry: r.Sinks}).resolve(ctx, &sink)
+		target, err = (&sinkResolver{client: r.Client, apiReader: r.APIReader, registry: r.Sinks}).resolve(ctx, &sink)
 	}
 	start := r.now()
 	if err == nil {

@@ -171,6 +171,9 @@ func newSink(name, account string, receiver *testenv.Receiver, mutate ...func(*v
 	return sink
 }
 
+// sinkCredentials labels a Secret that sinks may use.
+var sinkCredentials = map[string]string{v1alpha1.LabelSinkCredentials: "true"}
+
 // uniqueAccount gives each test its own Official Account ID.
 func uniqueAccount() string {
 	return fmt.Sprintf("@TOA#_t%d", time.Now().UnixNano())

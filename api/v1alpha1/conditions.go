@@ -16,9 +16,10 @@ const (
 	ReasonDeliveryFailed  = "DeliveryFailed"
 	ReasonNoMatchingSinks = "NoMatchingSinks"
 
-	ReasonValid          = "Valid"
-	ReasonSecretNotFound = "SecretNotFound"
-	ReasonInvalidSecret  = "InvalidSecret"
-	ReasonInvalidConfig  = "InvalidConfiguration"
-	ReasonCheckFailed    = "CheckFailed"
+	ReasonValid            = "Valid"
+	ReasonSecretNotFound   = "SecretNotFound"
+	ReasonSecretNotAllowed = "SecretNotAllowed"
+	ReasonInvalidSecret    = "InvalidSecret"
+	ReasonInvalidConfig    = "InvalidConfiguration"
+	ReasonCheckFailed      = "CheckFailed"
 )

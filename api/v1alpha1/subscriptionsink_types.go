@@ -5,6 +5,11 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
+// LabelSinkCredentials marks the Secrets a SubscriptionSink may name for its credentials:
+// the operator reads and caches only Secrets with it set to "true", so that whoever may
+// create a sink cannot make the operator read, and send away, any Secret of the namespace.
+const LabelSinkCredentials = "officialaccount.chat-operators.dev/sink-credentials"
+
 // SubscriptionSinkSpec says which events go where, and how hard to try.
 // +kubebuilder:validation:XValidation:rule="[has(self.http), has(self.postgres), has(self.nats)].filter(d, d).size() == 1",message="set exactly one destination: http, postgres or nats"
 type SubscriptionSinkSpec struct {

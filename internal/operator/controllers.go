@@ -5,13 +5,17 @@ import (
 	"fmt"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
+	"github.com/chat-operators/officialaccount-operator/api/v1alpha1"
 	"github.com/chat-operators/officialaccount-operator/controllers"
 	"github.com/chat-operators/officialaccount-operator/sinks"
 )
@@ -105,9 +109,14 @@ func ManagerOptions(f *Flags) ctrl.Options {
 		// Events, sinks and their Secrets all live in the event namespace: watching only it
 		// keeps the cache small and lets the operator run with a namespaced Role. Managed
 		// fields are most of a small object's bytes and the operator never reads them.
+		// Of the Secrets, only those labelled for sinks: the operator has no business with
+		// the others, and does not keep them in memory.
 		Cache: cache.Options{
 			DefaultNamespaces: map[string]cache.Config{f.Config.Webhook.Namespace: {}},
 			DefaultTransform:  cache.TransformStripManagedFields(),
+			ByObject: map[client.Object]cache.ByObject{
+				&corev1.Secret{}: {Label: labels.SelectorFromSet(labels.Set{v1alpha1.LabelSinkCredentials: "true"})},
+			},
 		},
 	}
 }

@@ -98,7 +98,7 @@ func SetupControllers(ctx context.Context, mgr ctrl.Manager, cfg Config, registr
 	if err := subscriptions.SetupWithManager(ctx, mgr); err != nil {
 		return nil, fmt.Errorf("setting up the subscription reconciler: %w", err)
 	}
-	if err := (&controllers.SinkReconciler{Client: mgr.GetClient(), Sinks: registry}).SetupWithManager(ctx, mgr); err != nil {
+	if err := (&controllers.SinkReconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Sinks: registry}).SetupWithManager(ctx, mgr); err != nil {
 		return nil, fmt.Errorf("setting up the sink reconciler: %w", err)
 	}
 	return subscriptions, nil
