@@ -65,6 +65,9 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	if s.opts.TokenFile != "" {
 		go s.watchTokenFile(checkCtx)
 	}
+	go s.backlog.follow(checkCtx, s.client, s.opts.Namespace, func(err error) {
+		s.log.Error(err, "reading the leader's count of pending events")
+	})
 
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()

@@ -22,6 +22,11 @@ var (
 		Help: "Accepted SDKAppIDs without a webhook token, whose callbacks are stored unsigned (only with --allow-unsigned-callbacks).",
 	})
 
+	pendingEventsGauge = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "officialaccount_webhook_pending_events",
+		Help: "Stored events not yet complete, as this replica estimates them for --max-pending-events: the leader's count plus this replica's stores since.",
+	})
+
 	tokenReloadsTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "officialaccount_webhook_token_reloads_total",
 		Help: "Reloads of the auth token file after it changed, by result (loaded, or failed: the last good tokens stay in use).",
@@ -29,7 +34,7 @@ var (
 )
 
 func init() {
-	metrics.Registry.MustRegister(requestsTotal, storeDuration, unsignedAppsGauge, tokenReloadsTotal)
+	metrics.Registry.MustRegister(requestsTotal, storeDuration, unsignedAppsGauge, tokenReloadsTotal, pendingEventsGauge)
 }
 
 // commandLabel keeps the metric's cardinality bounded whatever commands arrive.

@@ -36,6 +36,9 @@ type Options struct {
 	// AllowUnsigned accepts callbacks of apps that have no token. Without it, every
 	// accepted app must have one.
 	AllowUnsigned bool
+	// MaxPendingEvents stops storing while that many stored events are not yet complete;
+	// 0 never does.
+	MaxPendingEvents int
 	// Sources admits callbacks only from Tencent's addresses, when it lists any.
 	Sources        SourceFilter
 	MaxRequestSkew time.Duration
@@ -67,6 +70,7 @@ type Server struct {
 	state    serverState
 	pressure storePressure
 	tokens   atomic.Pointer[Tokens]
+	backlog  backlogGate
 }
 
 // New checks the options and returns a server that stores events with the client.
@@ -93,7 +97,7 @@ func New(c client.Client, opts Options) (*Server, error) {
 	if err := checkTokens(tokens, opts.SDKAppIDs, opts.AllowUnsigned); err != nil {
 		return nil, err
 	}
-	s := &Server{opts: opts, client: c, log: logf.Log.WithName("webhook"), now: time.Now}
+	s := &Server{opts: opts, client: c, log: logf.Log.WithName("webhook"), now: time.Now, backlog: backlogGate{max: opts.MaxPendingEvents}}
 	s.setTokens(tokens)
 	if n := unsignedApps(tokens, opts.SDKAppIDs); n > 0 {
 		s.log.Info("WARNING: --allow-unsigned-callbacks: anyone who knows the webhook's URL can store events for apps without a token",
@@ -174,6 +178,9 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request) answer {
 			info: fmt.Sprintf("the callback lists %d subscribers; at most %d are stored from one callback (--max-resources-per-callback %d)",
 				len(cb.Subscribers), limit, s.opts.MaxResourcesPerCallback)}
 	}
+	if err := s.backlog.admit(); err != nil {
+		return rejected(cb.Command, err)
+	}
 	return s.store(r.Context(), cb)
 }
 
@@ -237,6 +244,9 @@ func (s *Server) createAll(ctx context.Context, cb Callback) answer {
 		case err != nil:
 			return answer{status: http.StatusServiceUnavailable, result: "unavailable", command: cb.Command, stored: names,
 				info: fmt.Sprintf("the event could not be stored and was not accepted: %v", err)}
+		}
+		if err == nil {
+			s.backlog.stored(1, s.now())
 		}
 		names = append(names, obj.Name)
 	}

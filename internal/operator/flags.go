@@ -62,6 +62,7 @@ func BindFlags(fs *flag.FlagSet) *Flags {
 	fs.BoolVar(&w.AllowUnsigned, "allow-unsigned-callbacks", false, "Accept callbacks of SDKAppIDs that have no token; without it every accepted SDKAppID needs one.")
 	fs.DurationVar(&w.MaxRequestSkew, "request-time-skew", w.MaxRequestSkew, "How far a signed RequestTime may be from this server's clock.")
 	fs.Int64Var(&w.MaxBodyBytes, "max-body-bytes", w.MaxBodyBytes, "Largest callback body accepted.")
+	fs.IntVar(&w.MaxPendingEvents, "max-pending-events", w.MaxPendingEvents, "Stop storing (503 FAIL) while this many stored events are not yet complete, so that a backlog cannot fill etcd; 0: no limit.")
 	fs.IntVar(&w.MaxResourcesPerCallback, "max-resources-per-callback", w.MaxResourcesPerCallback, "Most resources (of 500 subscribers) one callback may store; a larger one gets 413 and nothing is stored.")
 	fs.StringVar(&w.Namespace, "event-namespace", "", "Namespace to store events in (default: the pod's namespace).")
 	fs.DurationVar(&w.StoreTimeout, "store-timeout", w.StoreTimeout, "How long storing one event may take before Tencent is answered FAIL (Tencent waits 2s).")

@@ -221,16 +221,21 @@ func leaseHolder(namespace string) string {
 }
 
 // newHTTPSink points a sink with a short backoff at url.
-func newHTTPSink(namespace, url string) {
+func newHTTPSink(namespace, url string, mutate ...func(*v1alpha1.SubscriptionSink)) *v1alpha1.SubscriptionSink {
 	GinkgoHelper()
 	interval := metav1.Duration{Duration: sinkBackoff}
-	Expect(k8s.Create(context.Background(), &v1alpha1.SubscriptionSink{
+	sink := &v1alpha1.SubscriptionSink{
 		ObjectMeta: metav1.ObjectMeta{Name: "downstream", Namespace: namespace},
 		Spec: v1alpha1.SubscriptionSinkSpec{
 			HTTP:  &v1alpha1.HTTPDestination{URL: url},
 			Retry: v1alpha1.RetryPolicy{InitialInterval: &interval, MaxInterval: &interval},
 		},
-	})).To(Succeed())
+	}
+	for _, m := range mutate {
+		m(sink)
+	}
+	Expect(k8s.Create(context.Background(), sink)).To(Succeed())
+	return sink
 }
 
 // eventsOf lists a namespace's stored events.
