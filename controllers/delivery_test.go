@@ -268,14 +268,7 @@ var _ = Describe("Delivery", func() {
 			s.Spec.HTTP.SigningSecretRef = &corev1.SecretKeySelector{
 				LocalObjectReference: corev1.LocalObjectReference{Name: "late-secret"}, Key: "secret"}
 		})
-		Eventually(func() string {
-			var got v1alpha1.SubscriptionSink
-			_ = k8s.Get(context.Background(), client.ObjectKeyFromObject(sink), &got)
-			if c := meta.FindStatusCondition(got.Status.Conditions, v1alpha1.ConditionReady); c != nil && c.Status == metav1.ConditionFalse {
-				return c.Reason + ": " + c.Message
-			}
-			return ""
-		}).Should(Equal(`SecretNotFound: Secret "late-secret" does not exist in namespace "events"`))
+		Eventually(sinkNotReady(sink)).Should(Equal(`SecretNotFound: Secret "late-secret" does not exist in namespace "events"`))
 
 		send("jared")
 		sub := onlySubscription(account)
@@ -309,14 +302,7 @@ var _ = Describe("Delivery", func() {
 			s.Spec.HTTP.SigningSecretRef = &corev1.SecretKeySelector{
 				LocalObjectReference: corev1.LocalObjectReference{Name: secret.Name}, Key: "secret"}
 		})
-		Eventually(func() string {
-			var got v1alpha1.SubscriptionSink
-			_ = k8s.Get(context.Background(), client.ObjectKeyFromObject(sink), &got)
-			if c := meta.FindStatusCondition(got.Status.Conditions, v1alpha1.ConditionReady); c != nil && c.Status == metav1.ConditionFalse {
-				return c.Reason + ": " + c.Message
-			}
-			return ""
-		}).Should(And(HavePrefix(v1alpha1.ReasonSecretNotAllowed+": "), ContainSubstring(v1alpha1.LabelSinkCredentials+"=true")))
+		Eventually(sinkNotReady(sink)).Should(And(HavePrefix(v1alpha1.ReasonSecretNotAllowed+": "), ContainSubstring(v1alpha1.LabelSinkCredentials+"=true")))
 
 		send("jared")
 		sub := onlySubscription(account)

@@ -11,7 +11,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/chat-operators/officialaccount-operator/api/v1alpha1"
 	"github.com/chat-operators/officialaccount-operator/internal/testenv"
@@ -90,14 +89,7 @@ var _ = Describe("A PostgreSQL sink, end to end", Ordered, func() {
 	It("reports a wrong password on the sink and fails the delivery with a readable error", func() {
 		account := uniqueAccount()
 		sink := postgresSink("wrong-password-db", account, "not-the-password")
-		Eventually(func() string {
-			var got v1alpha1.SubscriptionSink
-			_ = k8s.Get(context.Background(), client.ObjectKeyFromObject(sink), &got)
-			if c := meta.FindStatusCondition(got.Status.Conditions, v1alpha1.ConditionReady); c != nil && c.Status == metav1.ConditionFalse {
-				return c.Reason + ": " + c.Message
-			}
-			return ""
-		}).Should(SatisfyAll(HavePrefix(v1alpha1.ReasonCheckFailed+": "), ContainSubstring("refused the credentials")))
+		Eventually(sinkNotReady(sink)).Should(SatisfyAll(HavePrefix(v1alpha1.ReasonCheckFailed+": "), ContainSubstring("refused the credentials")))
 
 		status, _ := post(query(plainApp, webhookserver.CommandAfterAddSubscriber),
 			callback(webhookserver.CommandAfterAddSubscriber, account, time.Now().UnixMilli(), "jared"))

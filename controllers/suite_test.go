@@ -13,6 +13,7 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -173,6 +174,19 @@ func newSink(name, account string, receiver *testenv.Receiver, mutate ...func(*v
 
 // sinkCredentials labels a Secret that sinks may use.
 var sinkCredentials = map[string]string{v1alpha1.LabelSinkCredentials: "true"}
+
+// sinkNotReady polls why a sink is not Ready, as "Reason: message" ("" while it is Ready
+// or not yet reconciled).
+func sinkNotReady(sink *v1alpha1.SubscriptionSink) func() string {
+	return func() string {
+		var got v1alpha1.SubscriptionSink
+		_ = k8s.Get(context.Background(), client.ObjectKeyFromObject(sink), &got)
+		if c := meta.FindStatusCondition(got.Status.Conditions, v1alpha1.ConditionReady); c != nil && c.Status == metav1.ConditionFalse {
+			return c.Reason + ": " + c.Message
+		}
+		return ""
+	}
+}
 
 // uniqueAccount gives each test its own Official Account ID.
 func uniqueAccount() string {
