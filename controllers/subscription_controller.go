@@ -11,6 +11,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
@@ -120,7 +121,8 @@ func (r *SubscriptionReconciler) Reconcile(ctx context.Context, req ctrl.Request
 
 	// The optimistic lock makes a write from a stale cache fail instead of undoing a newer
 	// status; the conflict requeues.
-	patch := client.MergeFromWithOptions(sub.DeepCopy(), client.MergeFromWithOptimisticLock{})
+	original := sub.DeepCopy()
+	patch := client.MergeFromWithOptions(original, client.MergeFromWithOptimisticLock{})
 	if sub.Status.ObservedGeneration == 0 {
 		if err := r.recordMatchingSinks(ctx, &sub); err != nil {
 			return ctrl.Result{}, err
@@ -132,6 +134,13 @@ func (r *SubscriptionReconciler) Reconcile(ctx context.Context, req ctrl.Request
 	r.deliverDue(ctx, &sub)
 	summarize(&sub, metav1Now(r.now()))
 
+	// A reconcile that changed nothing writes nothing: a leader that starts, or a cache
+	// that resyncs, would otherwise send one PATCH per stored event, competing with the
+	// webhook's creates. (The optimistic lock's resourceVersion makes no patch empty.)
+	if equality.Semantic.DeepEqual(original.Status, sub.Status) {
+		r.Outcomes.written(req.NamespacedName) // any it kept, the status has already
+		return ctrl.Result{RequeueAfter: r.requeueAfter(&sub)}, nil
+	}
 	if err := r.writeStatus(ctx, &sub, patch); err != nil {
 		return ctrl.Result{}, err
 	}
