@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -85,7 +86,11 @@ func (r *sinkResolver) resolvePostgres(ctx context.Context, sink *v1alpha1.Subsc
 	createTable := dest.CreateTable == nil || *dest.CreateTable
 	fingerprint := fmt.Sprintf("%s/%d/%s", sink.UID, sink.Generation, version)
 	return r.registry.Get(registryKey(sink), fingerprint, func() (sinks.Sink, error) {
-		s, err := sinks.NewPostgres(strings.TrimSpace(dsn), dest.Table, createTable)
+		var timeout time.Duration
+		if dest.Timeout != nil {
+			timeout = dest.Timeout.Duration
+		}
+		s, err := sinks.NewPostgres(strings.TrimSpace(dsn), dest.Table, createTable, timeout)
 		if err != nil {
 			return nil, &configError{reason: v1alpha1.ReasonInvalidSecret,
 				err: fmt.Errorf("key %q of Secret %q: %w", dest.DSNSecretRef.Key, dest.DSNSecretRef.Name, err)}

@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -17,6 +19,9 @@ import (
 // DefaultPostgresTable is the table a postgres sink keeps when it names none.
 const DefaultPostgresTable = "officialaccount_subscribers"
 
+// DefaultPostgresTimeout applies when a sink sets none.
+const DefaultPostgresTimeout = 10 * time.Second
+
 // Postgres keeps one row per (sdk_app_id, official_account, subscriber) in step with the
 // events: Subscribe sets subscribed, Unsubscribe clears it, and only an event newer than
 // the row's changes it, so late and repeated events never undo a newer one.
@@ -24,19 +29,33 @@ type Postgres struct {
 	pool        *pgxpool.Pool
 	table       pgx.Identifier
 	createTable bool
+	timeout     time.Duration
 
 	mu      sync.Mutex
 	created bool
 }
 
-// NewPostgres makes a sink with its own connection pool; it connects on first use.
-func NewPostgres(dsn, table string, createTable bool) (*Postgres, error) {
+// NewPostgres makes a sink with its own connection pool; it connects on first use. Every
+// delivery and check ends within timeout (DefaultPostgresTimeout when 0), so that a
+// database that hangs holds a delivery no longer than an HTTP sink that does.
+func NewPostgres(dsn, table string, createTable bool, timeout time.Duration) (*Postgres, error) {
 	cfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
 		// pgx's message may quote the DSN, password included: say only what is wrong.
 		return nil, errors.New("the connection string is not a valid libpq DSN or URL")
 	}
 	cfg.MaxConns = 4
+	if timeout <= 0 {
+		timeout = DefaultPostgresTimeout
+	}
+	if cfg.ConnConfig.ConnectTimeout == 0 {
+		cfg.ConnConfig.ConnectTimeout = timeout
+	}
+	// The server ends a statement that waits too long (on a lock, say) by itself, so that
+	// it does not go on holding locks after the client gave up.
+	if _, set := cfg.ConnConfig.RuntimeParams["statement_timeout"]; !set {
+		cfg.ConnConfig.RuntimeParams["statement_timeout"] = strconv.FormatInt(timeout.Milliseconds(), 10)
+	}
 	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
 	if err != nil {
 		return nil, err
@@ -44,7 +63,7 @@ func NewPostgres(dsn, table string, createTable bool) (*Postgres, error) {
 	if table == "" {
 		table = DefaultPostgresTable
 	}
-	return &Postgres{pool: pool, table: pgx.Identifier(strings.Split(table, ".")), createTable: createTable}, nil
+	return &Postgres{pool: pool, table: pgx.Identifier(strings.Split(table, ".")), createTable: createTable, timeout: timeout}, nil
 }
 
 // Close closes the pool.
@@ -56,6 +75,8 @@ func (p *Postgres) Close() error {
 // Check tells whether deliveries can succeed: the database answers, takes the
 // credentials, has the table (creating it if asked to) and lets the user write it.
 func (p *Postgres) Check(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, p.timeout)
+	defer cancel()
 	table := p.table.Sanitize()
 	if err := p.ensureTable(ctx, table); err != nil {
 		return err
@@ -89,6 +110,8 @@ func PostgresTableDDL(table string) string {
 // Deliver applies the event to every subscriber's row in one statement: one transaction,
 // one round trip, however many subscribers.
 func (p *Postgres) Deliver(ctx context.Context, event *v1alpha1.OfficialAccountSubscription) error {
+	ctx, cancel := context.WithTimeout(ctx, p.timeout)
+	defer cancel()
 	table := p.table.Sanitize()
 	if err := p.ensureTable(ctx, table); err != nil {
 		return err

@@ -51,7 +51,7 @@ func connect(t *testing.T, pg *testenv.Postgres) *pgx.Conn {
 // newPostgresSink is a sink on pg's default table that the test closes.
 func newPostgresSink(t *testing.T, pg *testenv.Postgres) *Postgres {
 	t.Helper()
-	sink, err := NewPostgres(pg.DSN(pg.Password), "", true)
+	sink, err := NewPostgres(pg.DSN(pg.Password), "", true, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,7 +92,7 @@ func TestPostgresKeepsTheLatestStateWhateverTheOrder(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			table := "t_" + strings.ReplaceAll(name, " ", "_")
 			table = strings.NewReplacer(",", "").Replace(table)
-			sink, err := NewPostgres(pg.DSN(pg.Password), table, true)
+			sink, err := NewPostgres(pg.DSN(pg.Password), table, true, 0)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -183,9 +183,46 @@ func TestPostgresDownThenUpIsRetried(t *testing.T) {
 	}
 }
 
+// A database that holds a delivery (here: another session keeps the table locked) ends it
+// within the sink's timeout, as an error worth retrying, and the lock's holder is not
+// kept waiting on a statement nobody waits for.
+func TestPostgresADeliveryWaitingOnALockEndsWithinTheTimeout(t *testing.T) {
+	pg := startPostgres(t)
+	ctx := context.Background()
+	const timeout = 500 * time.Millisecond
+	sink, err := NewPostgres(pg.DSN(pg.Password), "", true, timeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sink.Close() })
+	if err := sink.Deliver(ctx, pgEvent("oasub-before", v1alpha1.ActionSubscribe, 1, "jared")); err != nil {
+		t.Fatal(err)
+	}
+	locker := connect(t, pg)
+	tx, err := locker.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, "LOCK TABLE "+DefaultPostgresTable+" IN ACCESS EXCLUSIVE MODE"); err != nil {
+		t.Fatal(err)
+	}
+
+	done := make(chan error, 1)
+	go func() { done <- sink.Deliver(ctx, pgEvent("oasub-locked", v1alpha1.ActionSubscribe, 2, "jared")) }()
+	select {
+	case err := <-done:
+		if err == nil || IsPermanent(err) {
+			t.Fatalf("a delivery blocked by a lock: err = %v, want a transient error", err)
+		}
+	case <-time.After(time.Minute): // far beyond the timeout: only a missing deadline gets here
+		t.Fatal("the delivery is still waiting on the lock: it has no deadline")
+	}
+}
+
 func TestPostgresAWrongPasswordFailsForGoodWithAReadableError(t *testing.T) {
 	pg := startPostgres(t)
-	sink, err := NewPostgres(pg.DSN("not-the-password"), "", true)
+	sink, err := NewPostgres(pg.DSN("not-the-password"), "", true, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -208,7 +245,7 @@ func TestPostgresAWrongPasswordFailsForGoodWithAReadableError(t *testing.T) {
 
 func TestPostgresCheckWithoutTheTable(t *testing.T) {
 	pg := startPostgres(t)
-	sink, err := NewPostgres(pg.DSN(pg.Password), "missing_table", false)
+	sink, err := NewPostgres(pg.DSN(pg.Password), "missing_table", false, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -216,7 +253,7 @@ func TestPostgresCheckWithoutTheTable(t *testing.T) {
 	if err := sink.Check(context.Background()); !IsPermanent(err) || !strings.Contains(err.Error(), "missing_table") {
 		t.Fatalf("err = %v, want a permanent error naming the table", err)
 	}
-	created, _ := NewPostgres(pg.DSN(pg.Password), "created_table", true)
+	created, _ := NewPostgres(pg.DSN(pg.Password), "created_table", true, 0)
 	defer created.Close()
 	if err := created.Check(context.Background()); err != nil {
 		t.Fatalf("with createTable: %v", err)
@@ -224,7 +261,7 @@ func TestPostgresCheckWithoutTheTable(t *testing.T) {
 }
 
 func TestNewPostgresDoesNotQuoteTheDSN(t *testing.T) {
-	_, err := NewPostgres("postgres://u:hunter2@[::1:5432/db", "", true)
+	_, err := NewPostgres("postgres://u:hunter2@[::1:5432/db", "", true, 0)
 	if err == nil || strings.Contains(err.Error(), "hunter2") {
 		t.Fatalf("err = %v", err)
 	}

@@ -111,6 +111,12 @@ type PostgresDestination struct {
 	// +kubebuilder:default=true
 	// +optional
 	CreateTable *bool `json:"createTable,omitempty"`
+
+	// Timeout of one delivery or check, from waiting for a connection of the pool to the
+	// statement's end; it is also the connect timeout and the statement_timeout, unless
+	// the connection string sets those. Default 10s.
+	// +optional
+	Timeout *metav1.Duration `json:"timeout,omitempty"`
 }
 
 // NATSDestination publishes each event as a CloudEvent (structured JSON) with the header
