@@ -2,7 +2,6 @@ package controllers
 
 import (
 	"slices"
-	"strings"
 	"sync"
 
 	"k8s.io/apimachinery/pkg/types"
@@ -56,12 +55,13 @@ func (o *UnwrittenOutcomes) applyTo(sub *v1alpha1.OfficialAccountSubscription) b
 	if !ok || ev.uid != sub.UID {
 		return false
 	}
-	changed := false
+	changed, added := false, false
 	for name, kept := range ev.bySink {
 		i := slices.IndexFunc(sub.Status.Sinks, func(d v1alpha1.SinkDelivery) bool { return d.Name == name })
 		switch {
 		case i < 0:
 			sub.Status.Sinks = append(sub.Status.Sinks, *kept.DeepCopy())
+			added = true
 		case kept.Attempts > sub.Status.Sinks[i].Attempts:
 			sub.Status.Sinks[i] = *kept.DeepCopy()
 		default:
@@ -69,7 +69,9 @@ func (o *UnwrittenOutcomes) applyTo(sub *v1alpha1.OfficialAccountSubscription) b
 		}
 		changed = true
 	}
-	slices.SortFunc(sub.Status.Sinks, func(a, b v1alpha1.SinkDelivery) int { return strings.Compare(a.Name, b.Name) })
+	if added {
+		sortByName(sub.Status.Sinks)
+	}
 	return changed
 }
 

@@ -205,9 +205,15 @@ func (r *SubscriptionReconciler) recordMatchingSinks(ctx context.Context, sub *v
 			sub.Status.Sinks = append(sub.Status.Sinks, v1alpha1.SinkDelivery{Name: list.Items[i].Name, State: v1alpha1.DeliveryPending})
 		}
 	}
-	slices.SortFunc(sub.Status.Sinks, func(a, b v1alpha1.SinkDelivery) int { return strings.Compare(a.Name, b.Name) })
+	sortByName(sub.Status.Sinks)
 	sub.Status.LastHandledRetry = sub.Annotations[v1alpha1.AnnotationRetry]
 	return nil
+}
+
+// sortByName keeps an event's deliveries in the order of their sinks' names, so that its
+// status reads, and compares, the same however the sinks were listed.
+func sortByName(deliveries []v1alpha1.SinkDelivery) {
+	slices.SortFunc(deliveries, func(a, b v1alpha1.SinkDelivery) int { return strings.Compare(a.Name, b.Name) })
 }
 
 // sinkMatches applies a sink's filters; an empty filter matches everything.

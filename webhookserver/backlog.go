@@ -47,16 +47,14 @@ func (g *backlogGate) admit() *requestError {
 		info: fmt.Sprintf("%d stored events are not yet delivered, the limit of --max-pending-events %d: nothing more is stored until deliveries catch up", pending, g.max)}
 }
 
-// stored records resources this replica created.
-func (g *backlogGate) stored(n int, at time.Time) {
-	if g.max <= 0 || n == 0 {
+// stored records a resource this replica created.
+func (g *backlogGate) stored(at time.Time) {
+	if g.max <= 0 {
 		return
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	for range n {
-		g.storedSince = append(g.storedSince, at)
-	}
+	g.storedSince = append(g.storedSince, at)
 }
 
 // cacheLag is how long before the leader counted a store may still have been missing from

@@ -38,7 +38,7 @@ func TestBacklogGate(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			g := &backlogGate{max: tt.max}
 			for _, at := range tt.stores {
-				g.stored(1, at)
+				g.stored(at)
 			}
 			for _, c := range tt.counts {
 				g.update(c)

@@ -231,7 +231,8 @@ func (s *Server) store(ctx context.Context, cb Callback) answer {
 // createAll creates each of the event's resources; one that exists already was stored by
 // an earlier delivery of the same event.
 func (s *Server) createAll(ctx context.Context, cb Callback) answer {
-	objs := subscriptionsFor(cb, s.opts.Namespace, metav1.NewTime(s.now()))
+	now := s.now()
+	objs := subscriptionsFor(cb, s.opts.Namespace, metav1.NewTime(now))
 	names := make([]string, 0, len(objs))
 	result := "stored"
 	for _, obj := range objs {
@@ -246,7 +247,7 @@ func (s *Server) createAll(ctx context.Context, cb Callback) answer {
 				info: fmt.Sprintf("the event could not be stored and was not accepted: %v", err)}
 		}
 		if err == nil {
-			s.backlog.stored(1, s.now())
+			s.backlog.stored(now)
 		}
 		names = append(names, obj.Name)
 	}

@@ -43,7 +43,9 @@ func (s *Server) watchTokenFile(ctx context.Context) {
 		s.log.Info("auth tokens reloaded", "file", path, "trigger", why, "signedApps", len(tokens))
 	}
 
-	events := make(<-chan fsnotify.Event)
+	// Without a watcher both channels stay nil and only the poll reads the file.
+	var events <-chan fsnotify.Event
+	var watchErrors <-chan error
 	if watcher, err := fsnotify.NewWatcher(); err != nil {
 		s.log.Error(err, "cannot watch the auth token file; polling it instead", "every", tokenPollInterval)
 	} else {
@@ -51,7 +53,7 @@ func (s *Server) watchTokenFile(ctx context.Context) {
 		if err := watcher.Add(filepath.Dir(path)); err != nil {
 			s.log.Error(err, "cannot watch the auth token file's folder; polling it instead", "every", tokenPollInterval)
 		}
-		events = watcher.Events
+		events, watchErrors = watcher.Events, watcher.Errors
 	}
 	ticker := time.NewTicker(tokenPollInterval)
 	defer ticker.Stop()
@@ -61,6 +63,9 @@ func (s *Server) watchTokenFile(ctx context.Context) {
 			return
 		case <-events:
 			reload("file event")
+		case err := <-watchErrors:
+			// Read, or the watcher stops sending events; the poll still covers for it.
+			s.log.Error(err, "watching the auth token file's folder")
 		case <-ticker.C:
 			reload("poll")
 		}

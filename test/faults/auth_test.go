@@ -3,6 +3,7 @@ package faults
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -72,6 +73,9 @@ var _ = Describe("Webhook authentication", func() {
 		Eventually(op.log, time.Minute).Should(ContainSubstring("the last good tokens stay in use"))
 		s := &senders{account: uniqueAccount(), token: func() string { return "good-token" }}
 		Expect(s.sendOne(op.webhookURL).ok()).To(BeTrue())
+		// Still enforced, not dropped with the bad file.
+		wrong := &senders{account: uniqueAccount(), token: func() string { return "wrong-token" }}
+		Expect(wrong.sendOne(op.webhookURL).status).To(Equal(http.StatusUnauthorized))
 	})
 })
 

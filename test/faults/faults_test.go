@@ -126,6 +126,31 @@ var _ = Describe("A leader killed with two replicas running", func() {
 		AddReportEntry("handover after a leader kill", handover.Round(time.Millisecond).String()+" (lease duration 4s)")
 	})
 
+	It("hands the lease over at once on SIGTERM, while the old leader still drains", func() {
+		ns, sink := namespaceWithSink()
+		// Controller-runtime's lease of 15 s: a standby that had to wait for it to expire
+		// would take over only after the old leader, draining 3 s, has exited.
+		slowLease := []string{"--leader-elect-lease-duration=15s", "--leader-elect-renew-deadline=10s",
+			"--leader-elect-retry-period=500ms", "--shutdown-drain-period=3s"}
+		leader := startOperator(ns, kubeconfig, slowLease...)
+		Eventually(func() string { return leaseHolder(ns) }, time.Minute).ShouldNot(BeEmpty())
+		first := leaseHolder(ns)
+		standby := startOperator(ns, kubeconfig, slowLease...)
+
+		leader.signal(syscall.SIGTERM)
+		sigterm := time.Now()
+		Eventually(func() string { return leaseHolder(ns) }, time.Minute, 20*time.Millisecond).
+			ShouldNot(Or(Equal(first), BeEmpty()))
+		handover := time.Since(sigterm)
+		Expect(leader.exited).NotTo(BeClosed(), "the standby leads before the old leader has finished draining")
+		Eventually(leader.exited, time.Minute).Should(BeClosed())
+
+		s := &senders{account: uniqueAccount()}
+		Expect(s.sendOne(standby.webhookURL).ok()).To(BeTrue())
+		allDelivered(sink, s)
+		AddReportEntry("handover on SIGTERM", handover.Round(time.Millisecond).String()+" (lease duration 15s, drain 3s)")
+	})
+
 	It("keeps a standby's memory flat however many events are stored", func() {
 		stored := 3000
 		if n, err := strconv.Atoi(os.Getenv("FAULTS_STORED_EVENTS")); err == nil {
