@@ -68,7 +68,7 @@ func (r *sinkResolver) resolveHTTP(ctx context.Context, sink *v1alpha1.Subscript
 		}
 		fingerprint += "/" + version
 	}
-	return r.registry.Get(registryKey(sink), fingerprint, func() (sinks.Sink, error) {
+	return r.registry.Get(ctx, registryKey(sink), fingerprint, func() (sinks.Sink, error) {
 		s, err := sinks.NewHTTP(dest, signingKey)
 		if err != nil {
 			return nil, &configError{reason: v1alpha1.ReasonInvalidConfig, err: err}
@@ -85,7 +85,7 @@ func (r *sinkResolver) resolvePostgres(ctx context.Context, sink *v1alpha1.Subsc
 	}
 	createTable := dest.CreateTable == nil || *dest.CreateTable
 	fingerprint := fmt.Sprintf("%s/%d/%s", sink.UID, sink.Generation, version)
-	return r.registry.Get(registryKey(sink), fingerprint, func() (sinks.Sink, error) {
+	return r.registry.Get(ctx, registryKey(sink), fingerprint, func() (sinks.Sink, error) {
 		var timeout time.Duration
 		if dest.Timeout != nil {
 			timeout = dest.Timeout.Duration
@@ -117,7 +117,7 @@ func (r *sinkResolver) resolveNATS(ctx context.Context, sink *v1alpha1.Subscript
 		fingerprint += "/" + secret.ResourceVersion
 	}
 	useJetStream := dest.JetStream == nil || *dest.JetStream
-	return r.registry.Get(registryKey(sink), fingerprint, func() (sinks.Sink, error) {
+	return r.registry.Get(ctx, registryKey(sink), fingerprint, func() (sinks.Sink, error) {
 		s, err := sinks.NewNATS(dest.URL, creds, dest.Subject, useJetStream, dest.CreateStream)
 		if err != nil {
 			return nil, &configError{reason: v1alpha1.ReasonInvalidConfig, err: err}
