@@ -159,17 +159,8 @@ var _ = Describe("Delivery", func() {
 		account  string
 		receiver *testenv.Receiver
 	)
-	BeforeEach(func() {
-		account = uniqueAccount()
-		receiver = testenv.NewReceiver()
-		DeferCleanup(receiver.Close)
-	})
-	send := func(subscribers ...string) {
-		GinkgoHelper()
-		status, answer := post(query(plainApp, webhookserver.CommandAfterAddSubscriber),
-			callback(webhookserver.CommandAfterAddSubscriber, account, time.Now().UnixMilli(), subscribers...))
-		Expect(status).To(Equal(http.StatusOK), answer.ErrorInfo)
-	}
+	BeforeEach(func() { account, receiver = accountWithReceiver() })
+	send := func(subscribers ...string) { subscribe(account, subscribers...) }
 
 	It("stores and delivers the same request sent twice only once", func() {
 		newSink("twice", account, receiver)

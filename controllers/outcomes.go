@@ -75,9 +75,44 @@ func (o *UnwrittenOutcomes) applyTo(sub *v1alpha1.OfficialAccountSubscription) b
 	return changed
 }
 
-// written drops the object's outcomes once a status with them is stored, or the object is
-// gone.
-func (o *UnwrittenOutcomes) written(key types.NamespacedName) {
+// attemptedSince reports whether an outcome is kept for d's delivery with more attempts
+// than d: the sink has answered an attempt the status does not record yet.
+func (o *UnwrittenOutcomes) attemptedSince(sub *v1alpha1.OfficialAccountSubscription, d *v1alpha1.SinkDelivery) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	ev, ok := o.byEvent[types.NamespacedName{Namespace: sub.Namespace, Name: sub.Name}]
+	if !ok || ev.uid != sub.UID {
+		return false
+	}
+	kept, ok := ev.bySink[d.Name]
+	return ok && kept.Attempts > d.Attempts
+}
+
+// recorded drops the outcomes that sub's stored status records. Deliveries to other sinks
+// may have ended since the status was computed; theirs stay.
+func (o *UnwrittenOutcomes) recorded(sub *v1alpha1.OfficialAccountSubscription) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	key := types.NamespacedName{Namespace: sub.Namespace, Name: sub.Name}
+	ev, ok := o.byEvent[key]
+	if !ok {
+		return
+	}
+	if ev.uid == sub.UID {
+		for _, d := range sub.Status.Sinks {
+			if kept, ok := ev.bySink[d.Name]; ok && kept.Attempts <= d.Attempts {
+				delete(ev.bySink, d.Name)
+			}
+		}
+		if len(ev.bySink) > 0 {
+			return
+		}
+	}
+	delete(o.byEvent, key)
+}
+
+// forget drops the object's outcomes, once it is gone.
+func (o *UnwrittenOutcomes) forget(key types.NamespacedName) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	delete(o.byEvent, key)

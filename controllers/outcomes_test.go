@@ -58,7 +58,7 @@ func TestUnwrittenOutcomes(t *testing.T) {
 				o.remember(event(tt.rememberUID), d)
 			}
 			if tt.written {
-				o.written(types.NamespacedName{Namespace: "events", Name: "oasub-1"})
+				o.recorded(event(tt.rememberUID, tt.remembered...))
 			}
 			changed := o.applyTo(tt.status)
 			if changed != tt.wantChanged {
@@ -71,5 +71,33 @@ func TestUnwrittenOutcomes(t *testing.T) {
 				t.Errorf("keys = %v", o.keys())
 			}
 		})
+	}
+}
+
+// A status written while another sink's delivery ended records only what it holds: the
+// other outcome must survive, or that sink would get the event again.
+func TestRecordedKeepsOutcomesTheStatusLacks(t *testing.T) {
+	sub := &v1alpha1.OfficialAccountSubscription{ObjectMeta: metav1.ObjectMeta{Namespace: "events", Name: "oasub-1", UID: "u1"}}
+	var o UnwrittenOutcomes
+	o.remember(sub, v1alpha1.SinkDelivery{Name: "a", State: v1alpha1.DeliveryDelivered, Attempts: 1})
+	o.remember(sub, v1alpha1.SinkDelivery{Name: "b", State: v1alpha1.DeliveryDelivered, Attempts: 1})
+
+	written := sub.DeepCopy()
+	written.Status.Sinks = []v1alpha1.SinkDelivery{
+		{Name: "a", State: v1alpha1.DeliveryDelivered, Attempts: 1},
+		{Name: "b", State: v1alpha1.DeliveryPending},
+	}
+	o.recorded(written)
+
+	if !o.attemptedSince(sub, &v1alpha1.SinkDelivery{Name: "b"}) {
+		t.Fatal("the outcome for sink b, which the written status lacks, was dropped")
+	}
+	if o.attemptedSince(sub, &v1alpha1.SinkDelivery{Name: "a"}) {
+		t.Fatal("the outcome for sink a, which the written status records, was kept")
+	}
+	written.Status.Sinks[1] = v1alpha1.SinkDelivery{Name: "b", State: v1alpha1.DeliveryDelivered, Attempts: 1}
+	o.recorded(written)
+	if len(o.keys()) != 0 {
+		t.Fatalf("outcomes kept after a status recorded them all: %v", o.keys())
 	}
 }

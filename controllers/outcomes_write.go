@@ -37,14 +37,14 @@ func (r *SubscriptionReconciler) writeOutcomesOf(ctx context.Context, key types.
 	var sub v1alpha1.OfficialAccountSubscription
 	if err := r.APIReader.Get(ctx, key, &sub); err != nil {
 		if apierrors.IsNotFound(err) {
-			r.Outcomes.written(key)
+			r.Outcomes.forget(key)
 			return nil
 		}
 		return err
 	}
 	patch := client.MergeFromWithOptions(sub.DeepCopy(), client.MergeFromWithOptimisticLock{})
 	if !r.Outcomes.applyTo(&sub) {
-		r.Outcomes.written(key) // the stored status already has them
+		r.Outcomes.recorded(&sub) // the stored status already has them
 		return nil
 	}
 	summarize(&sub, metav1Now(r.now()))

@@ -4,15 +4,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
@@ -24,16 +26,39 @@ import (
 // sinkSecretIndex indexes sinks by the Secrets they name.
 const sinkSecretIndex = "spec.secretNames"
 
-// sinkRecheckInterval is how often a sink whose check failed is checked again.
-const sinkRecheckInterval = 30 * time.Second
+const (
+	// sinkStatusInterval is how often a sink's backlog is counted and, if it changed,
+	// written: at most one status write per sink this often, however many events flow.
+	sinkStatusInterval = 5 * time.Second
+	// sinkRecheckInterval is how often a destination whose check failed is checked again.
+	sinkRecheckInterval = 30 * time.Second
+	// sinkCheckTimeout bounds one check of a destination.
+	sinkCheckTimeout = 10 * time.Second
+	// sinkWorkers reconcile sinks in parallel, so that one destination slow to build or
+	// check (a database that does not answer) does not hold up the others' status.
+	sinkWorkers = 4
+)
 
-// SinkReconciler reports in each SubscriptionSink's Ready condition whether it can be
-// delivered to, and releases a deleted sink's connections.
+// SinkReconciler reports in each SubscriptionSink's status whether it can be delivered to
+// and how its deliveries are doing, and releases a deleted sink's connections.
 type SinkReconciler struct {
 	client.Client
 	// APIReader reads past the cache (see sinkResolver).
 	APIReader client.Reader
 	Sinks     *sinks.Registry
+	// Activity is the deliveries' record of their last success and error, shared with the
+	// subscription reconciler.
+	Activity *SinkActivity
+
+	// checks remembers the last check of each built sink, so that the destination is
+	// checked when its configuration changes, or again while it fails, not every interval.
+	checks sync.Map // namespace/name -> checkResult
+}
+
+type checkResult struct {
+	checked sinks.Sink
+	err     error
+	at      time.Time
 }
 
 // +kubebuilder:rbac:groups=officialaccount.chat-operators.dev,resources=subscriptionsinks,verbs=get;list;watch
@@ -43,40 +68,87 @@ func (r *SinkReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.
 	var sink v1alpha1.SubscriptionSink
 	if err := r.Get(ctx, req.NamespacedName, &sink); err != nil {
 		if apierrors.IsNotFound(err) {
-			r.Sinks.Forget(req.String())
+			r.forget(req.String())
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
-	patch := client.MergeFrom(sink.DeepCopy())
-	ready := metav1.Condition{Type: v1alpha1.ConditionReady, ObservedGeneration: sink.Generation,
-		Status: metav1.ConditionTrue, Reason: v1alpha1.ReasonValid, Message: "configuration is valid and its Secrets exist"}
-	target, resolveErr := (&sinkResolver{client: r.Client, apiReader: r.APIReader, registry: r.Sinks}).resolve(ctx, &sink)
-	var cfgErr *configError
-	var result ctrl.Result
-	switch {
-	case errors.As(resolveErr, &cfgErr):
-		ready.Status, ready.Reason, ready.Message = metav1.ConditionFalse, cfgErr.reason, cfgErr.Error()
-	case resolveErr != nil:
-		return ctrl.Result{}, resolveErr
-	default:
-		if checker, ok := target.(sinks.Checker); ok {
-			if err := checker.Check(ctx); err != nil {
-				ready.Status, ready.Reason, ready.Message = metav1.ConditionFalse, v1alpha1.ReasonCheckFailed, err.Error()
-				// A destination that is down may come back; look again.
-				result.RequeueAfter = sinkRecheckInterval
-			}
+	original := sink.DeepCopy()
+	ready, err := r.readiness(ctx, &sink)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	backlog, err := countBacklog(ctx, r.Client, &sink)
+	if err != nil {
+		return ctrl.Result{}, fmt.Errorf("counting the backlog: %w", err)
+	}
+	key := registryKey(&sink)
+	applySinkStatus(&sink, backlog, r.Activity.of(key), ready)
+	exportBacklog(key, backlog, time.Now())
+
+	if !equality.Semantic.DeepEqual(original.Status, sink.Status) {
+		ctx, cancel := context.WithTimeout(ctx, statusWriteTimeout)
+		defer cancel()
+		if err := r.Status().Patch(ctx, &sink, client.MergeFrom(original)); err != nil {
+			return ctrl.Result{}, client.IgnoreNotFound(fmt.Errorf("writing status: %w", err))
 		}
 	}
-	sink.Status.ObservedGeneration = sink.Generation
-	meta.SetStatusCondition(&sink.Status.Conditions, ready)
-	if err := r.Status().Patch(ctx, &sink, patch); err != nil {
-		return ctrl.Result{}, client.IgnoreNotFound(fmt.Errorf("writing status: %w", err))
-	}
-	return result, nil
+	return ctrl.Result{RequeueAfter: sinkStatusInterval}, nil
 }
 
-// SetupWithManager watches sinks and the Secrets they name.
+// readiness says whether the sink's configuration is valid, its Secrets exist, and its
+// destination passed its check.
+func (r *SinkReconciler) readiness(ctx context.Context, sink *v1alpha1.SubscriptionSink) (metav1.Condition, error) {
+	ready := metav1.Condition{Status: metav1.ConditionTrue, Reason: v1alpha1.ReasonValid,
+		Message: "configuration is valid, its Secrets exist and the destination answers"}
+	target, err := (&sinkResolver{client: r.Client, apiReader: r.APIReader, registry: r.Sinks}).resolve(ctx, sink)
+	var cfgErr *configError
+	switch {
+	case errors.As(err, &cfgErr):
+		ready.Status, ready.Reason, ready.Message = metav1.ConditionFalse, cfgErr.reason, cfgErr.Error()
+		return ready, nil
+	case err != nil:
+		return ready, err
+	}
+	if checkErr := r.check(ctx, registryKey(sink), target); checkErr != nil {
+		ready.Status, ready.Reason, ready.Message = metav1.ConditionFalse, v1alpha1.ReasonCheckFailed, checkErr.Error()
+	}
+	return ready, nil
+}
+
+// check runs the destination's check when the sink was built anew, or again
+// sinkRecheckInterval after a failed one, and otherwise returns the last result.
+func (r *SinkReconciler) check(ctx context.Context, key string, target sinks.Sink) error {
+	checker, ok := target.(sinks.Checker)
+	if !ok {
+		return nil
+	}
+	if last, ok := r.checks.Load(key); ok {
+		last := last.(checkResult)
+		if last.checked == target && (last.err == nil || time.Since(last.at) < sinkRecheckInterval) {
+			return last.err
+		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, sinkCheckTimeout)
+	defer cancel()
+	err := checker.Check(ctx)
+	r.checks.Store(key, checkResult{checked: target, err: err, at: time.Now()})
+	return err
+}
+
+// forget releases what the operator kept of a deleted sink.
+func (r *SinkReconciler) forget(key string) {
+	r.Sinks.Forget(key)
+	r.Activity.forget(key)
+	r.checks.Delete(key)
+	forgetBacklog(key)
+}
+
+// SetupWithManager watches sinks and the Secrets they name; each sink's status is also
+// refreshed every sinkStatusInterval.
 func (r *SinkReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager) error {
+	if r.Activity == nil {
+		r.Activity = &SinkActivity{}
+	}
 	err := mgr.GetFieldIndexer().IndexField(ctx, &v1alpha1.SubscriptionSink{}, sinkSecretIndex,
 		func(obj client.Object) []string { return secretNames(obj.(*v1alpha1.SubscriptionSink)) })
 	if err != nil {
@@ -85,6 +157,7 @@ func (r *SinkReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager)
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&v1alpha1.SubscriptionSink{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.sinksNaming)).
+		WithOptions(controller.Options{MaxConcurrentReconciles: sinkWorkers}).
 		Named("subscriptionsink").
 		Complete(r)
 }

@@ -23,14 +23,19 @@ import (
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"github.com/chat-operators/officialaccount-operator/api/v1alpha1"
 	"github.com/chat-operators/officialaccount-operator/sinks"
 )
 
 // pendingSinkIndex indexes subscriptions by the sinks they still wait for, so that a sink
-// that is resumed or repaired wakes exactly those.
-const pendingSinkIndex = "status.pendingSinks"
+// that is resumed or repaired wakes exactly those, and each sink's backlog is counted.
+// failedSinkIndex does the same for the sinks they gave up on.
+const (
+	pendingSinkIndex = "status.pendingSinks"
+	failedSinkIndex  = "status.failedSinks"
+)
 
 // cacheCatchUpDelay is how long a reconcile that found the cache behind its own last
 // write waits before trying again.
@@ -79,6 +84,19 @@ type SubscriptionReconciler struct {
 	// Outcomes are the delivery outcomes whose status write has not succeeded yet; nil
 	// gives the reconciler a store of its own.
 	Outcomes *UnwrittenOutcomes
+
+	// Activity collects, per sink, the last delivery and error, for the sinks' status;
+	// nil gives the reconciler one of its own.
+	Activity *SinkActivity
+
+	// SinkNotFoundGrace is how long a delivery whose sink is missing waits for a sink of
+	// that name to come back before it fails.
+	SinkNotFoundGrace time.Duration
+
+	// lanes run the deliveries, each sink with its own in-flight limit.
+	lanes *deliveryLanes
+	// sinks lists the sinks an event matches, as of the event.
+	sinks *sinksAsOf
 }
 
 // +kubebuilder:rbac:groups=officialaccount.chat-operators.dev,resources=officialaccountsubscriptions,verbs=get;list;watch;create;update;patch;delete
@@ -103,7 +121,7 @@ func (r *SubscriptionReconciler) Reconcile(ctx context.Context, req ctrl.Request
 	if err := r.Get(ctx, req.NamespacedName, &sub); err != nil {
 		if apierrors.IsNotFound(err) {
 			r.written.Delete(req.NamespacedName)
-			r.Outcomes.written(req.NamespacedName)
+			r.Outcomes.forget(req.NamespacedName)
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
@@ -128,24 +146,26 @@ func (r *SubscriptionReconciler) Reconcile(ctx context.Context, req ctrl.Request
 			return ctrl.Result{}, err
 		}
 	}
-	// Outcomes an earlier reconcile could not write come first: their sinks have answered.
+	// Outcomes not written yet come first: their sinks have answered.
 	r.Outcomes.applyTo(&sub)
-	r.handleRetryRequest(&sub)
-	r.deliverDue(ctx, &sub)
+	if err := r.handleRetryRequest(ctx, &sub); err != nil {
+		return ctrl.Result{}, err
+	}
+	lanes := r.deliverDue(ctx, &sub)
 	summarize(&sub, metav1Now(r.now()))
 
 	// A reconcile that changed nothing writes nothing: a leader that starts, or a cache
 	// that resyncs, would otherwise send one PATCH per stored event, competing with the
 	// webhook's creates. (The optimistic lock's resourceVersion makes no patch empty.)
 	if equality.Semantic.DeepEqual(original.Status, sub.Status) {
-		r.Outcomes.written(req.NamespacedName) // any it kept, the status has already
-		return ctrl.Result{RequeueAfter: r.requeueAfter(&sub)}, nil
+		r.Outcomes.recorded(&sub) // any it kept that the status already has
+		return ctrl.Result{RequeueAfter: r.requeueAfter(&sub, lanes)}, nil
 	}
 	if err := r.writeStatus(ctx, &sub, patch); err != nil {
 		return ctrl.Result{}, err
 	}
 	r.written.Store(client.ObjectKeyFromObject(&sub), sub.ResourceVersion)
-	return ctrl.Result{RequeueAfter: r.requeueAfter(&sub)}, nil
+	return ctrl.Result{RequeueAfter: r.requeueAfter(&sub, lanes)}, nil
 }
 
 // writeStatus patches the status with a deadline of its own and, once it is stored,
@@ -154,8 +174,12 @@ func (r *SubscriptionReconciler) writeStatus(ctx context.Context, sub *v1alpha1.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), statusWriteTimeout)
 	defer cancel()
 	err := r.Status().Patch(ctx, sub, patch)
-	if err == nil || apierrors.IsNotFound(err) {
-		r.Outcomes.written(client.ObjectKeyFromObject(sub))
+	switch {
+	case err == nil:
+		r.Outcomes.recorded(sub)
+		return nil
+	case apierrors.IsNotFound(err):
+		r.Outcomes.forget(client.ObjectKeyFromObject(sub))
 		return nil
 	}
 	return fmt.Errorf("writing status: %w", err)
@@ -192,18 +216,17 @@ func (r *SubscriptionReconciler) cacheIsBehind(sub *v1alpha1.OfficialAccountSubs
 	return true
 }
 
-// recordMatchingSinks fixes, at the first reconcile, which sinks the event goes to. Sinks
-// created later do not receive it: they start from the events after them.
+// recordMatchingSinks fixes, at the first reconcile, which sinks the event goes to: every
+// matching sink created before it. Sinks created later do not receive it: they start from
+// the events after them (the retry annotation adds them).
 func (r *SubscriptionReconciler) recordMatchingSinks(ctx context.Context, sub *v1alpha1.OfficialAccountSubscription) error {
-	var list v1alpha1.SubscriptionSinkList
-	if err := r.List(ctx, &list, client.InNamespace(sub.Namespace)); err != nil {
-		return fmt.Errorf("listing SubscriptionSinks: %w", err)
+	all, err := r.sinks.list(ctx, sub.Namespace, sub.ResourceVersion)
+	if err != nil {
+		return err
 	}
 	sub.Status.Sinks = nil
-	for i := range list.Items {
-		if sinkMatches(&list.Items[i], sub) {
-			sub.Status.Sinks = append(sub.Status.Sinks, v1alpha1.SinkDelivery{Name: list.Items[i].Name, State: v1alpha1.DeliveryPending})
-		}
+	for _, name := range matchingSinkNames(all, sub) {
+		sub.Status.Sinks = append(sub.Status.Sinks, v1alpha1.SinkDelivery{Name: name, State: v1alpha1.DeliveryPending})
 	}
 	sortByName(sub.Status.Sinks)
 	sub.Status.LastHandledRetry = sub.Annotations[v1alpha1.AnnotationRetry]
@@ -216,63 +239,116 @@ func sortByName(deliveries []v1alpha1.SinkDelivery) {
 	slices.SortFunc(deliveries, func(a, b v1alpha1.SinkDelivery) int { return strings.Compare(a.Name, b.Name) })
 }
 
-// sinkMatches applies a sink's filters; an empty filter matches everything.
-func sinkMatches(sink *v1alpha1.SubscriptionSink, sub *v1alpha1.OfficialAccountSubscription) bool {
-	return (len(sink.Spec.SDKAppIDs) == 0 || slices.Contains(sink.Spec.SDKAppIDs, sub.Spec.SDKAppID)) &&
-		(len(sink.Spec.OfficialAccounts) == 0 || slices.Contains(sink.Spec.OfficialAccounts, sub.Spec.OfficialAccount)) &&
-		(len(sink.Spec.Actions) == 0 || slices.Contains(sink.Spec.Actions, sub.Spec.Action))
-}
-
-// handleRetryRequest starts a new round for failed deliveries when the retry annotation
-// has a value not yet acted on.
-func (r *SubscriptionReconciler) handleRetryRequest(sub *v1alpha1.OfficialAccountSubscription) {
+// handleRetryRequest re-matches the event (see rematch) when the retry annotation has a
+// value not yet acted on.
+func (r *SubscriptionReconciler) handleRetryRequest(ctx context.Context, sub *v1alpha1.OfficialAccountSubscription) error {
 	value := sub.Annotations[v1alpha1.AnnotationRetry]
 	if value == sub.Status.LastHandledRetry {
-		return
+		return nil
 	}
+	all, err := r.sinks.list(ctx, sub.Namespace, sub.ResourceVersion)
+	if err != nil {
+		return err
+	}
+	sub.Status.Sinks = rematch(sub.Status.Sinks, matchingSinkNames(all, sub))
 	sub.Status.LastHandledRetry = value
-	for i := range sub.Status.Sinks {
-		d := &sub.Status.Sinks[i]
-		if d.State == v1alpha1.DeliveryFailed {
-			*d = v1alpha1.SinkDelivery{Name: d.Name, State: v1alpha1.DeliveryPending, LastError: d.LastError}
-		}
-	}
+	return nil
 }
 
-// deliverDue makes one attempt for each pending delivery whose time has come.
-func (r *SubscriptionReconciler) deliverDue(ctx context.Context, sub *v1alpha1.OfficialAccountSubscription) {
+// handedOff is what deliverDue left to the sinks' lanes: deliveries under way, whose end
+// queues the event again, and whether some lane was full.
+type handedOff struct {
+	underWay map[string]bool
+	laneFull bool
+}
+
+// deliverDue hands each pending delivery whose time has come to its sink's lane.
+func (r *SubscriptionReconciler) deliverDue(ctx context.Context, sub *v1alpha1.OfficialAccountSubscription) handedOff {
+	out := handedOff{underWay: map[string]bool{}}
 	for i := range sub.Status.Sinks {
 		d := &sub.Status.Sinks[i]
-		if d.State != v1alpha1.DeliveryPending || (d.NextAttemptTime != nil && d.NextAttemptTime.After(r.now())) {
+		due := d.NextAttemptTime == nil || !d.NextAttemptTime.After(r.now()) || d.SinkMissingSince != nil
+		if d.State != v1alpha1.DeliveryPending || !due {
 			continue
 		}
-		r.deliverTo(ctx, sub, d)
-		r.Outcomes.remember(sub, *d)
+		switch r.startDelivery(ctx, sub, d) {
+		case handOffStarted, handOffUnderWay:
+			out.underWay[d.Name] = true
+		case handOffLaneFull:
+			out.underWay[d.Name], out.laneFull = true, true
+		}
 	}
+	return out
 }
 
-func (r *SubscriptionReconciler) deliverTo(ctx context.Context, sub *v1alpha1.OfficialAccountSubscription, d *v1alpha1.SinkDelivery) {
+// notHandedOff marks a delivery that stays with the reconcile: suspended, or waiting for
+// its sink to exist.
+const notHandedOff handOff = -1
+
+// startDelivery starts one attempt in the sink's lane, unless the sink is suspended or
+// missing, which the delivery's status records instead.
+func (r *SubscriptionReconciler) startDelivery(ctx context.Context, sub *v1alpha1.OfficialAccountSubscription, d *v1alpha1.SinkDelivery) handOff {
 	var sink v1alpha1.SubscriptionSink
 	err := r.Get(ctx, types.NamespacedName{Namespace: sub.Namespace, Name: d.Name}, &sink)
-	if apierrors.IsNotFound(err) {
-		r.fail(sub, d, fmt.Sprintf("SubscriptionSink %q no longer exists", d.Name))
-		return
+	switch {
+	case apierrors.IsNotFound(err):
+		r.awaitMissingSink(sub, d)
+		return notHandedOff
+	case err != nil:
+		// The cache answers from memory; an error here is a bug, not a sink's fault.
+		logf.FromContext(ctx).Error(err, "reading the sink from the cache", "sink", d.Name)
+		return notHandedOff
 	}
-	if err == nil && sink.Spec.Suspend {
+	if d.SinkMissingSince != nil {
+		d.SinkMissingSince, d.NextAttemptTime, d.LastError = nil, nil, ""
+	}
+	if sink.Spec.Suspend {
 		// No time of its own: the sink watch wakes the delivery when the sink resumes.
 		d.NextAttemptTime = nil
-		return
+		return notHandedOff
 	}
-	var target sinks.Sink
-	if err == nil {
-		target, err = (&sinkResolver{client: r.Client, apiReader: r.APIReader, registry: r.Sinks}).resolve(ctx, &sink)
-	}
+	event, attempt := sub.DeepCopy(), *d.DeepCopy()
+	log := logf.FromContext(ctx)
+	return r.lanes.start(deliveryID{event: sub.UID, sink: registryKey(&sink)}, client.ObjectKeyFromObject(sub),
+		maxInFlight(sink.Spec.MaxInFlight),
+		func() bool { return r.Outcomes.attemptedSince(sub, d) },
+		func(ctx context.Context) { r.attempt(logf.IntoContext(ctx, log), event, attempt, &sink) })
+}
+
+// attempt delivers the event to the sink once, in the sink's lane, and keeps the outcome
+// for the reconcile that writes it.
+func (r *SubscriptionReconciler) attempt(ctx context.Context, sub *v1alpha1.OfficialAccountSubscription, d v1alpha1.SinkDelivery,
+	sink *v1alpha1.SubscriptionSink) {
+	target, err := (&sinkResolver{client: r.Client, apiReader: r.APIReader, registry: r.Sinks}).resolve(ctx, sink)
 	start := r.now()
 	if err == nil {
 		err = target.Deliver(ctx, sub)
-		deliveryDuration.WithLabelValues(registryKey(&sink)).Observe(r.now().Sub(start).Seconds())
+		deliveryDuration.WithLabelValues(registryKey(sink)).Observe(r.now().Sub(start).Seconds())
 	}
-	r.recordAttempt(ctx, sub, d, &sink, start, err)
+	r.recordAttempt(ctx, sub, &d, sink, start, err)
+	r.Outcomes.remember(sub, d)
+	r.Activity.record(registryKey(sink), start, err)
+}
+
+// awaitMissingSink gives a delivery whose sink does not exist a grace period in which a
+// sink of that name coming back (deleted and re-created by Helm or Argo CD) resumes it;
+// after that, the delivery fails.
+func (r *SubscriptionReconciler) awaitMissingSink(sub *v1alpha1.OfficialAccountSubscription, d *v1alpha1.SinkDelivery) {
+	now := r.now()
+	if d.SinkMissingSince == nil {
+		since := metav1Now(now)
+		d.SinkMissingSince = &since
+	}
+	deadline := d.SinkMissingSince.Add(r.SinkNotFoundGrace)
+	if !now.Before(deadline) {
+		r.fail(sub, d, fmt.Sprintf("SubscriptionSink %q does not exist, and none of that name came back within %s",
+			d.Name, r.SinkNotFoundGrace))
+		return
+	}
+	next := metav1Later(deadline)
+	d.NextAttemptTime = &next
+	d.LastError = fmt.Sprintf("SubscriptionSink %q does not exist; waiting until %s for a sink of that name",
+		d.Name, next.UTC().Format(time.RFC3339))
 }
 
 // recordAttempt writes an attempt's outcome into the delivery and decides what comes next.
@@ -314,8 +390,13 @@ func (r *SubscriptionReconciler) fail(sub *v1alpha1.OfficialAccountSubscription,
 		"delivery to sink %s failed: %s", d.Name, d.LastError)
 }
 
-// requeueAfter is the time until the soonest due attempt or retention deadline.
-func (r *SubscriptionReconciler) requeueAfter(sub *v1alpha1.OfficialAccountSubscription) time.Duration {
+// laneFullRecheck is how long an event that found its sink's lane full waits at most
+// before looking again, should the lane's own wake-up be lost with its term.
+const laneFullRecheck = 30 * time.Second
+
+// requeueAfter is the time until the soonest due attempt or retention deadline. Deliveries
+// in the sinks' lanes are left out: their end queues the event again.
+func (r *SubscriptionReconciler) requeueAfter(sub *v1alpha1.OfficialAccountSubscription, lanes handedOff) time.Duration {
 	now := r.now()
 	var soonest time.Time
 	consider := func(t time.Time) {
@@ -324,9 +405,12 @@ func (r *SubscriptionReconciler) requeueAfter(sub *v1alpha1.OfficialAccountSubsc
 		}
 	}
 	for _, d := range sub.Status.Sinks {
-		if d.State == v1alpha1.DeliveryPending && d.NextAttemptTime != nil {
+		if d.State == v1alpha1.DeliveryPending && d.NextAttemptTime != nil && !lanes.underWay[d.Name] {
 			consider(d.NextAttemptTime.Time)
 		}
+	}
+	if lanes.laneFull {
+		consider(now.Add(laneFullRecheck))
 	}
 	if deadline, ok := retentionDeadline(sub, r.DeliveredRetention, r.FailedRetention); ok {
 		consider(deadline)
@@ -345,30 +429,50 @@ func (r *SubscriptionReconciler) SetupWithManager(ctx context.Context, mgr ctrl.
 	if r.Outcomes == nil {
 		r.Outcomes = &UnwrittenOutcomes{}
 	}
-	err := mgr.GetFieldIndexer().IndexField(ctx, &v1alpha1.OfficialAccountSubscription{}, pendingSinkIndex,
-		func(obj client.Object) []string {
-			var names []string
-			for _, d := range obj.(*v1alpha1.OfficialAccountSubscription).Status.Sinks {
-				if d.State == v1alpha1.DeliveryPending {
-					names = append(names, d.Name)
-				}
-			}
-			return names
-		})
-	if err != nil {
-		return err
+	if r.Activity == nil {
+		r.Activity = &SinkActivity{}
+	}
+	r.sinks = &sinksAsOf{reader: r.APIReader}
+	r.lanes = newDeliveryLanes(ctx.Done(), ctx)
+	for index, state := range map[string]v1alpha1.DeliveryState{pendingSinkIndex: v1alpha1.DeliveryPending, failedSinkIndex: v1alpha1.DeliveryFailed} {
+		if err := mgr.GetFieldIndexer().IndexField(ctx, &v1alpha1.OfficialAccountSubscription{}, index, sinksIn(state)); err != nil {
+			return err
+		}
 	}
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&v1alpha1.OfficialAccountSubscription{}, builder.WithPredicates(
 			predicate.Or(predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
 		Watches(&v1alpha1.SubscriptionSink{}, handler.EnqueueRequestsFromMapFunc(r.subscriptionsWaitingFor)).
+		WatchesRawSource(source.Channel(r.lanes.requeue, &handler.EnqueueRequestForObject{})).
 		WithOptions(controller.Options{MaxConcurrentReconciles: r.MaxConcurrentReconciles}).
 		Named("officialaccountsubscription").
 		Complete(r)
+}
+
+// sinksIn indexes an event by the sinks whose delivery is in the state.
+func sinksIn(state v1alpha1.DeliveryState) client.IndexerFunc {
+	return func(obj client.Object) []string {
+		var names []string
+		for _, d := range obj.(*v1alpha1.OfficialAccountSubscription).Status.Sinks {
+			if d.State == state {
+				names = append(names, d.Name)
+			}
+		}
+		return names
+	}
 }
 
 // subscriptionsWaitingFor maps a sink to the subscriptions still waiting to be delivered
 // to it.
 func (r *SubscriptionReconciler) subscriptionsWaitingFor(ctx context.Context, sink client.Object) []reconcile.Request {
 	return requestsFromIndex(ctx, r.Client, &v1alpha1.OfficialAccountSubscriptionList{}, sink, pendingSinkIndex)
+}
+
+// WaitForDeliveries waits, until the deadline at most, for the deliveries under way to end
+// and keep their outcomes, then cancels those still running. Call it once the manager has
+// stopped, before WriteUnwrittenOutcomes.
+func (r *SubscriptionReconciler) WaitForDeliveries(deadline time.Time) {
+	if r.lanes != nil {
+		r.lanes.drain(deadline)
+	}
 }

@@ -15,12 +15,14 @@ import (
 func summarize(sub *v1alpha1.OfficialAccountSubscription, now metav1.Time) {
 	st := &sub.Status
 	st.ObservedGeneration = sub.Generation
-	pending, retrying, failed := 0, 0, []v1alpha1.SinkDelivery{}
+	pending, retrying, failed, missing := 0, 0, []v1alpha1.SinkDelivery{}, []v1alpha1.SinkDelivery{}
 	for _, d := range st.Sinks {
 		switch d.State {
 		case v1alpha1.DeliveryPending:
 			pending++
-			if d.Attempts > 0 {
+			if d.SinkMissingSince != nil {
+				missing = append(missing, d)
+			} else if d.Attempts > 0 {
 				retrying++
 			}
 		case v1alpha1.DeliveryFailed:
@@ -36,6 +38,8 @@ func summarize(sub *v1alpha1.OfficialAccountSubscription, now metav1.Time) {
 	case len(failed) > 0:
 		ready.Status, ready.Reason = metav1.ConditionFalse, v1alpha1.ReasonDeliveryFailed
 		ready.Message = failureMessage(failed)
+	case len(missing) > 0:
+		ready.Status, ready.Reason, ready.Message = metav1.ConditionFalse, v1alpha1.ReasonSinkNotFound, missing[0].LastError
 	case retrying > 0:
 		ready.Status, ready.Reason = metav1.ConditionFalse, v1alpha1.ReasonRetrying
 		ready.Message = fmt.Sprintf("%d of %d deliveries pending, %d retrying after an error", pending, len(st.Sinks), retrying)

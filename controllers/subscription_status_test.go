@@ -16,6 +16,9 @@ func TestSummarize(t *testing.T) {
 	retrying := v1alpha1.SinkDelivery{Name: "b", State: v1alpha1.DeliveryPending, Attempts: 2, LastError: "503"}
 	delivered := v1alpha1.SinkDelivery{Name: "c", State: v1alpha1.DeliveryDelivered, Attempts: 1}
 	failed := v1alpha1.SinkDelivery{Name: "d", State: v1alpha1.DeliveryFailed, Attempts: 1, LastError: "POST x: 400 Bad Request"}
+	since := metav1.NewTime(time.Date(2026, 11, 25, 11, 59, 0, 0, time.UTC))
+	missing := v1alpha1.SinkDelivery{Name: "e", State: v1alpha1.DeliveryPending, SinkMissingSince: &since,
+		LastError: `SubscriptionSink "e" does not exist; waiting until 2026-11-25T12:09:00Z for a sink of that name`}
 	tests := []struct {
 		name                         string
 		sinks                        []v1alpha1.SinkDelivery
@@ -33,6 +36,10 @@ func TestSummarize(t *testing.T) {
 			wantReason: v1alpha1.ReasonDelivered, wantCompletion: true},
 		{name: "one failed, one delivered", sinks: []v1alpha1.SinkDelivery{delivered, failed}, wantReady: metav1.ConditionFalse,
 			wantReason: v1alpha1.ReasonDeliveryFailed, wantStalled: true, wantCompletion: true},
+		{name: "a sink missing, another retrying", sinks: []v1alpha1.SinkDelivery{retrying, missing}, wantReady: metav1.ConditionFalse,
+			wantReason: v1alpha1.ReasonSinkNotFound, wantReconciling: true},
+		{name: "one failed, one sink missing", sinks: []v1alpha1.SinkDelivery{failed, missing}, wantReady: metav1.ConditionFalse,
+			wantReason: v1alpha1.ReasonDeliveryFailed, wantStalled: true, wantReconciling: true},
 		{name: "one failed, one still retrying", sinks: []v1alpha1.SinkDelivery{failed, retrying}, wantReady: metav1.ConditionFalse,
 			wantReason: v1alpha1.ReasonDeliveryFailed, wantStalled: true, wantReconciling: true},
 	}

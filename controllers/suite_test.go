@@ -37,6 +37,8 @@ const (
 	// maxResourcesPerCallback: 1,500 subscribers, fewer than maxBodyBytes holds.
 	maxResourcesPerCallback = 3
 	retention               = 10 * time.Second
+	// sinkNotFoundGrace: long enough to re-create a sink, short enough to watch one expire.
+	sinkNotFoundGrace = 5 * time.Second
 )
 
 var (
@@ -76,6 +78,7 @@ var _ = BeforeSuite(func() {
 	opCfg.Webhook.MaxResourcesPerCallback = maxResourcesPerCallback
 	opCfg.Webhook.DrainPeriod = 0
 	opCfg.DeliveredRetention = retention
+	opCfg.SinkNotFoundGrace = sinkNotFoundGrace
 	// The operator as the binary runs it, but for the addresses and leader election.
 	flags := &operator.Flags{Config: opCfg, Controllers: true, MetricsAddr: "0", ProbeAddr: "0"}
 	var ctx context.Context
@@ -114,6 +117,14 @@ func post(query url.Values, body []byte) (int, tencentAnswer) {
 	var a tencentAnswer
 	Expect(json.NewDecoder(resp.Body).Decode(&a)).To(Succeed(), "every answer is the JSON Tencent expects")
 	return resp.StatusCode, a
+}
+
+// subscribe stores one subscribe callback of the account, naming the subscribers.
+func subscribe(account string, subscribers ...string) {
+	GinkgoHelper()
+	status, answer := post(query(plainApp, webhookserver.CommandAfterAddSubscriber),
+		callback(webhookserver.CommandAfterAddSubscriber, account, time.Now().UnixMilli(), subscribers...))
+	Expect(status).To(Equal(http.StatusOK), answer.ErrorInfo)
 }
 
 // query is the query string Tencent appends for a command.
@@ -186,6 +197,14 @@ func sinkNotReady(sink *v1alpha1.SubscriptionSink) func() string {
 		}
 		return ""
 	}
+}
+
+// accountWithReceiver gives a spec its own Official Account and an HTTP receiver, closed
+// when the spec ends.
+func accountWithReceiver() (string, *testenv.Receiver) {
+	receiver := testenv.NewReceiver()
+	DeferCleanup(receiver.Close)
+	return uniqueAccount(), receiver
 }
 
 // uniqueAccount gives each test its own Official Account ID.

@@ -15,6 +15,7 @@ const (
 	ReasonRetrying        = "Retrying"
 	ReasonDeliveryFailed  = "DeliveryFailed"
 	ReasonNoMatchingSinks = "NoMatchingSinks"
+	ReasonSinkNotFound    = "SinkNotFound"
 
 	ReasonValid            = "Valid"
 	ReasonSecretNotFound   = "SecretNotFound"
@@ -22,4 +23,5 @@ const (
 	ReasonInvalidSecret    = "InvalidSecret"
 	ReasonInvalidConfig    = "InvalidConfiguration"
 	ReasonCheckFailed      = "CheckFailed"
+	ReasonDeliveryErrors   = "DeliveryErrors"
 )

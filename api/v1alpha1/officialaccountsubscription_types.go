@@ -147,6 +147,12 @@ type SinkDelivery struct {
 	// LastError of the latest failed attempt.
 	// +optional
 	LastError string `json:"lastError,omitempty"`
+
+	// SinkMissingSince is when the sink was first found missing. The delivery waits a grace
+	// period for a sink of that name to come back (deleted and re-created by Helm or
+	// Argo CD, say), then fails.
+	// +optional
+	SinkMissingSince *metav1.Time `json:"sinkMissingSince,omitempty"`
 }
 
 // OfficialAccountSubscriptionStatus is the event's delivery.
@@ -161,7 +167,8 @@ type OfficialAccountSubscriptionStatus struct {
 	// +optional
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
 
-	// Sinks are the SubscriptionSinks that matched the event when it was first reconciled.
+	// Sinks are the SubscriptionSinks that matched the event when it was first reconciled
+	// (every sink created before the event), and those the retry annotation added.
 	// +listType=map
 	// +listMapKey=name
 	// +optional

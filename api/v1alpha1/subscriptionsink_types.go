@@ -49,6 +49,14 @@ type SubscriptionSinkSpec struct {
 	// Suspend pauses deliveries to this sink; they resume, none lost, when it is unset.
 	// +optional
 	Suspend bool `json:"suspend,omitempty"`
+
+	// MaxInFlight is how many deliveries to this sink may run at once. A sink that hangs
+	// holds at most this many; deliveries to other sinks never wait for it.
+	// +kubebuilder:default=4
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=256
+	// +optional
+	MaxInFlight *int32 `json:"maxInFlight,omitempty"`
 }
 
 // HTTPFormat is how an event is encoded in the request.
@@ -170,17 +178,46 @@ type RetryPolicy struct {
 	MaxAttempts *int32 `json:"maxAttempts,omitempty"`
 }
 
-// SubscriptionSinkStatus says whether the sink can be delivered to.
+// SubscriptionSinkStatus says whether the sink can be delivered to, and how its
+// deliveries are doing. The counts are computed from the operator's cache and written at
+// most every few seconds, not per event.
 type SubscriptionSinkStatus struct {
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 
-	// Conditions: Ready says whether the configuration is valid and the Secrets it names
-	// exist.
+	// Conditions: Ready says whether the configuration is valid, its Secrets exist and the
+	// destination answers; Stalled is set while failed deliveries wait for someone.
 	// +listType=map
 	// +listMapKey=type
 	// +optional
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
+
+	// Pending is how many events wait to be delivered to this sink, retrying ones included.
+	// +optional
+	Pending int32 `json:"pending"`
+
+	// Retrying is how many of the pending events had at least one failed attempt.
+	// +optional
+	Retrying int32 `json:"retrying"`
+
+	// Failed is how many stored events gave up on this sink.
+	// +optional
+	Failed int32 `json:"failed"`
+
+	// OldestPendingTime is when the oldest pending event was received.
+	// +optional
+	OldestPendingTime *metav1.Time `json:"oldestPendingTime,omitempty"`
+
+	// LastDeliveryTime is the last time an event was delivered to this sink.
+	// +optional
+	LastDeliveryTime *metav1.Time `json:"lastDeliveryTime,omitempty"`
+
+	// LastError is the error of the last failed attempt, at LastErrorTime.
+	// +optional
+	LastError string `json:"lastError,omitempty"`
+
+	// +optional
+	LastErrorTime *metav1.Time `json:"lastErrorTime,omitempty"`
 }
 
 // SubscriptionSink is a downstream system that receives the
@@ -189,10 +226,13 @@ type SubscriptionSinkStatus struct {
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:shortName=oasink,categories=officialaccount
-// +kubebuilder:printcolumn:name="URL",type=string,JSONPath=`.spec.http.url`
-// +kubebuilder:printcolumn:name="Suspended",type=boolean,JSONPath=`.spec.suspend`
+// +kubebuilder:printcolumn:name="Pending",type=integer,JSONPath=`.status.pending`,description="Events waiting to be delivered to this sink"
+// +kubebuilder:printcolumn:name="Failed",type=integer,JSONPath=`.status.failed`,description="Stored events that gave up on this sink"
+// +kubebuilder:printcolumn:name="Last Delivery",type=date,JSONPath=`.status.lastDeliveryTime`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`
+// +kubebuilder:printcolumn:name="Suspended",type=boolean,JSONPath=`.spec.suspend`
+// +kubebuilder:printcolumn:name="URL",type=string,JSONPath=`.spec.http.url`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type SubscriptionSink struct {
 	metav1.TypeMeta   `json:",inline"`

@@ -68,13 +68,28 @@ func runTerm(ctx context.Context, restConfig *rest.Config, f *Flags, ingest cont
 	if err != nil {
 		return err
 	}
+	stopping := make(chan time.Time, 1)
+	stopWatching := context.AfterFunc(ctx, func() { stopping <- time.Now() })
+	defer stopWatching()
 	runErr := mgr.Start(ctx)
+	subscriptions.WaitForDeliveries(shutdownDeadline(stopping, f.Config.ReconcilerShutdownTimeout))
 	writeCtx, cancel := context.WithTimeout(context.Background(), outcomeWriteTimeout)
 	defer cancel()
 	if err := subscriptions.WriteUnwrittenOutcomes(writeCtx); err != nil {
 		ctrl.Log.WithName("operator").Error(err, "delivery outcomes could not be written; the next leader delivers those events again")
 	}
 	return runErr
+}
+
+// shutdownDeadline is when the deliveries still under way after the manager stopped are
+// cancelled: the reconcilers' shutdown timeout after the term was told to end.
+func shutdownDeadline(stopping <-chan time.Time, timeout time.Duration) time.Time {
+	select {
+	case at := <-stopping:
+		return at.Add(timeout)
+	default: // the manager stopped by itself
+		return time.Now().Add(timeout)
+	}
 }
 
 // reconcilerRESTConfig applies --kube-api-qps to the reconcilers' client.

@@ -28,8 +28,12 @@ type Config struct {
 	// DeliveryYieldMaxWait bounds how long a delivery gives way to slow stores; 0 never
 	// waits.
 	DeliveryYieldMaxWait time.Duration
-	// ReconcilerShutdownTimeout bounds how long the reconcilers may take to stop.
+	// ReconcilerShutdownTimeout bounds how long the reconcilers, and the deliveries under
+	// way, may take to stop.
 	ReconcilerShutdownTimeout time.Duration
+	// SinkNotFoundGrace is how long a delivery whose sink was deleted waits for a sink of
+	// that name to come back before it fails.
+	SinkNotFoundGrace time.Duration
 }
 
 // DefaultConfig has the flags' defaults; SDKAppIDs and Namespace are left for the caller.
@@ -61,9 +65,11 @@ func DefaultConfig() Config {
 		// MaxConcurrentReconciles every 10 s but never stops them.
 		DeliveryYieldMaxWait: 10 * time.Second,
 		DeliveredEvents:      true,
-		// A delivery in flight at shutdown is cancelled, so reconciles end within moments;
-		// this only bounds one stuck on something without a deadline.
+		// A delivery under way at shutdown may finish and be recorded within its sink's
+		// timeout (10 s by default); one still running after this is cancelled.
 		ReconcilerShutdownTimeout: 15 * time.Second,
+		// Long enough for a Helm upgrade or an Argo CD sync that replaces a sink.
+		SinkNotFoundGrace: 10 * time.Minute,
 	}
 }
 
@@ -85,6 +91,7 @@ func NewScheme() *runtime.Scheme {
 // has stopped.
 func SetupControllers(ctx context.Context, mgr ctrl.Manager, cfg Config, registry *sinks.Registry,
 	ingest controllers.StoreActivity, outcomes *controllers.UnwrittenOutcomes) (*controllers.SubscriptionReconciler, error) {
+	activity := &controllers.SinkActivity{}
 	subscriptions := &controllers.SubscriptionReconciler{
 		Client:                  mgr.GetClient(),
 		APIReader:               mgr.GetAPIReader(),
@@ -97,6 +104,8 @@ func SetupControllers(ctx context.Context, mgr ctrl.Manager, cfg Config, registr
 		Ingest:                  ingest,
 		YieldMaxWait:            cfg.DeliveryYieldMaxWait,
 		Outcomes:                outcomes,
+		Activity:                activity,
+		SinkNotFoundGrace:       cfg.SinkNotFoundGrace,
 	}
 	if err := subscriptions.SetupWithManager(ctx, mgr); err != nil {
 		return nil, fmt.Errorf("setting up the subscription reconciler: %w", err)
@@ -104,7 +113,7 @@ func SetupControllers(ctx context.Context, mgr ctrl.Manager, cfg Config, registr
 	if err := mgr.Add(&controllers.BacklogPublisher{Cache: mgr.GetCache(), Client: mgr.GetClient(), Namespace: cfg.Webhook.Namespace}); err != nil {
 		return nil, err
 	}
-	if err := (&controllers.SinkReconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Sinks: registry}).SetupWithManager(ctx, mgr); err != nil {
+	if err := (&controllers.SinkReconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Sinks: registry, Activity: activity}).SetupWithManager(ctx, mgr); err != nil {
 		return nil, fmt.Errorf("setting up the sink reconciler: %w", err)
 	}
 	return subscriptions, nil

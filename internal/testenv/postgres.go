@@ -1,6 +1,7 @@
 package testenv
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -8,6 +9,8 @@ import (
 	"os/user"
 	"path/filepath"
 	"strconv"
+	"strings"
+	"syscall"
 )
 
 // Postgres is a throwaway PostgreSQL cluster on a free loopback port, with password
@@ -125,4 +128,47 @@ func FreeLoopbackPort() (int, error) {
 	}
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+// Freeze stops (SIGSTOP) the server and every backend: the kernel still accepts new
+// connections, but nothing answers on them or on those already open, as with a server
+// hung on its disk. Thaw resumes them.
+func (p *Postgres) Freeze() error { return p.signalAll(syscall.SIGSTOP) }
+
+// Thaw resumes a frozen server.
+func (p *Postgres) Thaw() error { return p.signalAll(syscall.SIGCONT) }
+
+// signalAll signals the postmaster and its children.
+func (p *Postgres) signalAll(sig syscall.Signal) error {
+	pidFile, err := os.ReadFile(filepath.Join(p.data, "postmaster.pid"))
+	if err != nil {
+		return err
+	}
+	postmaster, err := strconv.Atoi(strings.SplitN(string(pidFile), "\n", 2)[0])
+	if err != nil {
+		return fmt.Errorf("postmaster.pid: %w", err)
+	}
+	pids := []int{postmaster}
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		// The parent's PID is the second field after the command, which is in parentheses.
+		fields := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
+		if len(fields) > 1 && fields[1] == strconv.Itoa(postmaster) {
+			pids = append(pids, pid)
+		}
+	}
+	for _, pid := range pids {
+		if err := syscall.Kill(pid, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
+			return err
+		}
+	}
+	return nil
 }

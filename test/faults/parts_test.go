@@ -284,18 +284,9 @@ type statusFailingProxy struct {
 
 func newStatusFailingProxy(cfg *rest.Config, failures int) *statusFailingProxy {
 	GinkgoHelper()
-	transport, err := rest.TransportFor(cfg)
-	Expect(err).NotTo(HaveOccurred())
-	target, err := url.Parse(cfg.Host)
-	Expect(err).NotTo(HaveOccurred())
-	upstream := httputil.NewSingleHostReverseProxy(target)
-	upstream.Transport = transport
-	upstream.FlushInterval = -1 // watches stream
 	p := &statusFailingProxy{}
 	p.failures.Store(int64(failures))
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	Expect(err).NotTo(HaveOccurred())
-	srv := &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	p.url = startAPIProxy(cfg, func(w http.ResponseWriter, r *http.Request, upstream http.Handler) {
 		if r.Method == http.MethodPatch && strings.Contains(r.URL.Path, "/officialaccountsubscriptions/") &&
 			strings.HasSuffix(r.URL.Path, "/status") && p.failures.Add(-1) >= 0 {
 			p.failed.Add(1)
@@ -305,9 +296,52 @@ func newStatusFailingProxy(cfg *rest.Config, failures int) *statusFailingProxy {
 			return
 		}
 		upstream.ServeHTTP(w, r)
+	})
+	return p
+}
+
+// startAPIProxy serves a reverse proxy to the API server that hands every request to
+// intercept, with the proxy to pass it on, and returns the proxy's URL.
+func startAPIProxy(cfg *rest.Config, intercept func(w http.ResponseWriter, r *http.Request, upstream http.Handler)) string {
+	GinkgoHelper()
+	transport, err := rest.TransportFor(cfg)
+	Expect(err).NotTo(HaveOccurred())
+	target, err := url.Parse(cfg.Host)
+	Expect(err).NotTo(HaveOccurred())
+	upstream := httputil.NewSingleHostReverseProxy(target)
+	upstream.Transport = transport
+	upstream.FlushInterval = -1 // watches stream
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	Expect(err).NotTo(HaveOccurred())
+	srv := &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		intercept(w, r, upstream)
 	})}
 	go func() { _ = srv.Serve(ln) }()
 	DeferCleanup(func() { _ = srv.Shutdown(context.Background()) })
-	p.url = "http://" + ln.Addr().String()
-	return p
+	return "http://" + ln.Addr().String()
+}
+
+// lateWriter holds each write of a watch stream back by delay: the watcher sees every
+// event, late.
+type lateWriter struct {
+	http.ResponseWriter
+	delay time.Duration
+}
+
+func (l lateWriter) Write(b []byte) (int, error) {
+	time.Sleep(l.delay)
+	return l.ResponseWriter.Write(b)
+}
+
+func (l lateWriter) Flush() { l.ResponseWriter.(http.Flusher).Flush() }
+
+// newSinkWatchDelayingProxy passes everything to the API server, but delivers the events
+// of watches on SubscriptionSinks delay late: the operator's sink cache lags behind.
+func newSinkWatchDelayingProxy(cfg *rest.Config, delay time.Duration) string {
+	return startAPIProxy(cfg, func(w http.ResponseWriter, r *http.Request, upstream http.Handler) {
+		if strings.HasSuffix(r.URL.Path, "/subscriptionsinks") && r.URL.Query().Get("watch") != "" {
+			w = lateWriter{ResponseWriter: w, delay: delay}
+		}
+		upstream.ServeHTTP(w, r)
+	})
 }

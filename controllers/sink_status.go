@@ -1,0 +1,105 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/chat-operators/officialaccount-operator/api/v1alpha1"
+)
+
+// sinkBacklog is what the stored events wait for at one sink.
+type sinkBacklog struct {
+	pending, retrying, failed int32
+	oldestPending             *metav1.Time
+}
+
+// countBacklog counts the sink's pending and failed events from the cache, by the indexes
+// the subscription reconciler keeps. The cached objects are read in place, not copied: a
+// count over tens of thousands of events every few seconds must stay cheap.
+func countBacklog(ctx context.Context, c client.Reader, sink *v1alpha1.SubscriptionSink) (sinkBacklog, error) {
+	var b sinkBacklog
+	var pending v1alpha1.OfficialAccountSubscriptionList
+	if err := c.List(ctx, &pending, client.InNamespace(sink.Namespace),
+		client.MatchingFields{pendingSinkIndex: sink.Name}, client.UnsafeDisableDeepCopy); err != nil {
+		return b, err
+	}
+	for i := range pending.Items {
+		sub := &pending.Items[i]
+		b.pending++
+		for _, d := range sub.Status.Sinks {
+			if d.Name == sink.Name && d.Attempts > 0 {
+				b.retrying++
+			}
+		}
+		if received := sub.Spec.ReceivedTime; b.oldestPending == nil || received.Before(b.oldestPending) {
+			b.oldestPending = received.DeepCopy()
+		}
+	}
+	var failedList v1alpha1.OfficialAccountSubscriptionList
+	if err := c.List(ctx, &failedList, client.InNamespace(sink.Namespace),
+		client.MatchingFields{failedSinkIndex: sink.Name}, client.UnsafeDisableDeepCopy); err != nil {
+		return b, err
+	}
+	b.failed = int32(len(failedList.Items))
+	return b, nil
+}
+
+// applySinkStatus writes the backlog, the last delivery and error, and the conditions into
+// the sink's status. ready is the configuration's and the destination check's verdict.
+func applySinkStatus(sink *v1alpha1.SubscriptionSink, b sinkBacklog, act sinkActivity, ready metav1.Condition) {
+	st := &sink.Status
+	st.ObservedGeneration = sink.Generation
+	st.Pending, st.Retrying, st.Failed, st.OldestPendingTime = b.pending, b.retrying, b.failed, b.oldestPending
+	if !act.lastDelivery.IsZero() && (st.LastDeliveryTime == nil || act.lastDelivery.After(st.LastDeliveryTime.Time)) {
+		t := metav1Now(act.lastDelivery)
+		st.LastDeliveryTime = &t
+	}
+	if !act.lastErrorTime.IsZero() && (st.LastErrorTime == nil || act.lastErrorTime.After(st.LastErrorTime.Time)) {
+		t := metav1Now(act.lastErrorTime)
+		st.LastError, st.LastErrorTime = act.lastError, &t
+	}
+
+	// A destination that fails every attempt is not ready, whatever its check said: the
+	// last attempt failed and none succeeded since.
+	if ready.Status == metav1.ConditionTrue && st.LastErrorTime != nil &&
+		(st.LastDeliveryTime == nil || st.LastErrorTime.After(st.LastDeliveryTime.Time)) && b.retrying+b.failed > 0 {
+		ready.Status, ready.Reason = metav1.ConditionFalse, v1alpha1.ReasonDeliveryErrors
+		ready.Message = fmt.Sprintf("the last delivery attempt failed at %s: %s", st.LastErrorTime.UTC().Format(time.RFC3339), st.LastError)
+	}
+	ready.Type, ready.ObservedGeneration = v1alpha1.ConditionReady, sink.Generation
+	meta.SetStatusCondition(&st.Conditions, ready)
+
+	if b.failed > 0 {
+		meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: v1alpha1.ConditionStalled, Status: metav1.ConditionTrue,
+			Reason: v1alpha1.ReasonDeliveryFailed, ObservedGeneration: sink.Generation,
+			Message: fmt.Sprintf("%d stored event(s) gave up on this sink; set the annotation %s on them to a new value to try again",
+				b.failed, v1alpha1.AnnotationRetry)})
+	} else {
+		meta.RemoveStatusCondition(&st.Conditions, v1alpha1.ConditionStalled)
+	}
+}
+
+// exportBacklog sets the sink's gauges.
+func exportBacklog(sink string, b sinkBacklog, now time.Time) {
+	sinkPending.WithLabelValues(sink).Set(float64(b.pending))
+	sinkRetrying.WithLabelValues(sink).Set(float64(b.retrying))
+	sinkFailed.WithLabelValues(sink).Set(float64(b.failed))
+	age := 0.0
+	if b.oldestPending != nil {
+		age = max(now.Sub(b.oldestPending.Time).Seconds(), 0)
+	}
+	sinkOldestPendingAge.WithLabelValues(sink).Set(age)
+}
+
+// forgetBacklog drops a deleted sink's gauges.
+func forgetBacklog(sink string) {
+	for _, g := range []*prometheus.GaugeVec{sinkPending, sinkRetrying, sinkFailed, sinkOldestPendingAge} {
+		g.DeleteLabelValues(sink)
+	}
+}
