@@ -33,8 +33,19 @@ var (
 	}, []string{"result"})
 )
 
+// Metrics are the webhook's metrics, registered with controller-runtime's registry; the
+// chart's alerts and dashboard are tested against their names.
+var Metrics = []prometheus.Collector{requestsTotal, storeDuration, unsignedAppsGauge, tokenReloadsTotal, pendingEventsGauge}
+
 func init() {
-	metrics.Registry.MustRegister(requestsTotal, storeDuration, unsignedAppsGauge, tokenReloadsTotal, pendingEventsGauge)
+	metrics.Registry.MustRegister(Metrics...)
+	// The stored series exist from the start, at 0: an alert on "no callbacks for an hour"
+	// must see a replica that never stored one since it started, not an absent series.
+	for _, command := range []string{CommandAfterAddSubscriber, CommandAfterDeleteSubscriber} {
+		for _, result := range []string{"stored", "duplicate"} {
+			requestsTotal.WithLabelValues(command, result)
+		}
+	}
 }
 
 // commandLabel keeps the metric's cardinality bounded whatever commands arrive.
