@@ -193,14 +193,17 @@ type SubscriptionSinkStatus struct {
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
 
 	// Pending is how many events wait to be delivered to this sink, retrying ones included.
+	// +kubebuilder:default=0
 	// +optional
 	Pending int32 `json:"pending"`
 
 	// Retrying is how many of the pending events had at least one failed attempt.
+	// +kubebuilder:default=0
 	// +optional
 	Retrying int32 `json:"retrying"`
 
 	// Failed is how many stored events gave up on this sink.
+	// +kubebuilder:default=0
 	// +optional
 	Failed int32 `json:"failed"`
 
