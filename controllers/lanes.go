@@ -15,8 +15,10 @@ import (
 // an in-flight limit of its own: a sink that hangs fills its own lane and no other, and no
 // worker waits for it. A reconcile hands a due delivery to its sink's lane and returns;
 // when the delivery ends, its outcome waits in UnwrittenOutcomes and the event is queued
-// again to write it. An event that finds its sink's lane full is queued again when a
-// place in that lane frees up.
+// again to write it. A delivery that finds its lane full waits in the lane's queue and
+// starts as soon as a place frees up, without another reconcile; once that queue is full
+// too, the event itself is reconciled again when the queue has room, so that a hung sink
+// holds a bounded number of event copies in memory, not its whole backlog.
 type deliveryLanes struct {
 	mu       sync.Mutex
 	lanes    map[string]*lane // by sink, namespace/name
@@ -40,22 +42,36 @@ type deliveryID struct {
 	sink  string
 }
 
-// lane is one sink's deliveries: how many run, and the events waiting for a place.
+// lane is one sink's deliveries: how many run, those queued to run next, and the events
+// waiting for room in the queue.
 type lane struct {
 	running int
+	queue   []queuedDelivery
 	waiting []types.NamespacedName
 	queued  map[types.NamespacedName]bool
 }
+
+type queuedDelivery struct {
+	id      deliveryID
+	event   types.NamespacedName
+	deliver func(ctx context.Context)
+}
+
+// laneQueueLength is how many deliveries a full lane keeps ready to start: enough for a
+// burst of callbacks to flow through without a reconcile per delivery, few enough that a
+// hung sink holds a couple of MiB of event copies, not its whole backlog.
+const laneQueueLength = 1024
 
 // handOff is what became of a delivery handed to its lane.
 type handOff int
 
 const (
 	handOffStarted handOff = iota
-	// handOffUnderWay: this delivery is running, or its outcome is waiting to be written.
+	// handOffUnderWay: this delivery is running or queued in its lane, or its outcome is
+	// waiting to be written.
 	handOffUnderWay
-	// handOffLaneFull: the sink has MaxInFlight deliveries running; the event is queued
-	// again when one ends.
+	// handOffLaneFull: the sink's lane and its queue are full; the event is reconciled
+	// again when the queue has room.
 	handOffLaneFull
 )
 
@@ -71,15 +87,16 @@ func newDeliveryLanes(stopped <-chan struct{}, base context.Context) *deliveryLa
 	}
 }
 
-// start runs deliver in the sink's lane unless the delivery is under way (running, or
-// attempted reports an outcome not yet written) or the lane is full. attempted is asked
-// after the running deliveries, under the lanes' lock: a delivery that ends meanwhile has
-// kept its outcome before it leaves the running set, so one of the two always sees it.
+// start runs deliver in the sink's lane, or queues it there, unless the delivery is under
+// way (running or queued, or attempted reports an outcome not yet written) or the lane's
+// queue is full. attempted is asked after the running deliveries, under the lanes' lock: a
+// delivery that ends meanwhile has kept its outcome before it leaves the running set, so
+// one of the two always sees it.
 func (l *deliveryLanes) start(id deliveryID, event types.NamespacedName, limit int, attempted func() bool,
 	deliver func(ctx context.Context)) handOff {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if _, running := l.inFlight[id]; running || attempted() {
+	if _, underWay := l.inFlight[id]; underWay || attempted() {
 		return handOffUnderWay
 	}
 	ln := l.lanes[id.sink]
@@ -87,45 +104,79 @@ func (l *deliveryLanes) start(id deliveryID, event types.NamespacedName, limit i
 		ln = &lane{queued: map[types.NamespacedName]bool{}}
 		l.lanes[id.sink] = ln
 	}
-	if ln.running >= limit {
+	switch {
+	case ln.running < limit:
+		ln.running++
+		l.inFlight[id] = struct{}{}
+		l.running.Add(1)
+		go l.run(queuedDelivery{id: id, event: event, deliver: deliver})
+		return handOffStarted
+	case len(ln.queue) < laneQueueLength:
+		ln.queue = append(ln.queue, queuedDelivery{id: id, event: event, deliver: deliver})
+		l.inFlight[id] = struct{}{}
+		return handOffUnderWay
+	default:
 		if !ln.queued[event] {
 			ln.queued[event] = true
 			ln.waiting = append(ln.waiting, event)
 		}
 		return handOffLaneFull
 	}
-	ln.running++
-	l.inFlight[id] = struct{}{}
-	l.running.Add(1)
-	go func() {
-		defer l.running.Done()
-		deliver(l.ctx)
-		l.finish(id, event)
-	}()
-	return handOffStarted
 }
 
-// finish frees the delivery's place, and queues again its event (to write the outcome)
-// and the first event waiting for the lane.
-func (l *deliveryLanes) finish(id deliveryID, event types.NamespacedName) {
-	l.mu.Lock()
-	delete(l.inFlight, id)
-	ln := l.lanes[id.sink]
-	ln.running--
-	var next *types.NamespacedName
-	if len(ln.waiting) > 0 {
-		next = &ln.waiting[0]
-		ln.waiting = ln.waiting[1:]
-		delete(ln.queued, *next)
+// run delivers, then the lane's queued deliveries one after another while there are any,
+// keeping the place it holds.
+func (l *deliveryLanes) run(next queuedDelivery) {
+	defer l.running.Done()
+	for {
+		next.deliver(l.ctx)
+		var ok bool
+		next, ok = l.finish(next)
+		if !ok {
+			return
+		}
 	}
-	if ln.running == 0 && len(ln.waiting) == 0 {
-		delete(l.lanes, id.sink)
+}
+
+// finish ends a delivery: it queues its event again (to write the outcome), wakes the
+// first event waiting for room in the queue, and returns the queued delivery to run next
+// in this place, if any. Once the term is over, queued deliveries are dropped: their
+// events are still pending, for whoever leads next.
+func (l *deliveryLanes) finish(done queuedDelivery) (queuedDelivery, bool) {
+	l.mu.Lock()
+	delete(l.inFlight, done.id)
+	ln := l.lanes[done.id.sink]
+	var next queuedDelivery
+	haveNext := false
+	select {
+	case <-l.stopped:
+		for _, q := range ln.queue {
+			delete(l.inFlight, q.id)
+		}
+		ln.queue = nil
+	default:
+		if len(ln.queue) > 0 {
+			next, ln.queue, haveNext = ln.queue[0], ln.queue[1:], true
+		}
+	}
+	var woken *types.NamespacedName
+	if len(ln.waiting) > 0 && len(ln.queue) < laneQueueLength {
+		woken = &ln.waiting[0]
+		ln.waiting = ln.waiting[1:]
+		delete(ln.queued, *woken)
+	}
+	if !haveNext {
+		ln.running--
+		if ln.running == 0 && len(ln.waiting) == 0 {
+			delete(l.lanes, done.id.sink)
+		}
 	}
 	l.mu.Unlock()
-	l.reconcileAgain(event)
-	if next != nil {
-		l.reconcileAgain(*next)
+	l.reconcileAgain(done.event)
+	if woken != nil {
+		l.reconcileAgain(*woken)
 	}
+	return next, haveNext
 }
 
 func (l *deliveryLanes) reconcileAgain(key types.NamespacedName) {
@@ -162,4 +213,4 @@ func maxInFlight(limit *int32) int {
 }
 
 // defaultMaxInFlight matches the CRD's default, for sinks stored before the field existed.
-const defaultMaxInFlight = 4
+const defaultMaxInFlight = 8

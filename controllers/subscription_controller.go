@@ -97,6 +97,8 @@ type SubscriptionReconciler struct {
 	lanes *deliveryLanes
 	// sinks lists the sinks an event matches, as of the event.
 	sinks *sinksAsOf
+	// firstWrites are the new events whose first status write waits for their deliveries.
+	firstWrites deferredFirstWrites
 }
 
 // +kubebuilder:rbac:groups=officialaccount.chat-operators.dev,resources=officialaccountsubscriptions,verbs=get;list;watch;create;update;patch;delete
@@ -122,6 +124,7 @@ func (r *SubscriptionReconciler) Reconcile(ctx context.Context, req ctrl.Request
 		if apierrors.IsNotFound(err) {
 			r.written.Delete(req.NamespacedName)
 			r.Outcomes.forget(req.NamespacedName)
+			r.firstWrites.written(req.NamespacedName)
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
@@ -141,7 +144,8 @@ func (r *SubscriptionReconciler) Reconcile(ctx context.Context, req ctrl.Request
 	// status; the conflict requeues.
 	original := sub.DeepCopy()
 	patch := client.MergeFromWithOptions(original, client.MergeFromWithOptimisticLock{})
-	if sub.Status.ObservedGeneration == 0 {
+	firstReconcile := sub.Status.ObservedGeneration == 0
+	if firstReconcile {
 		if err := r.recordMatchingSinks(ctx, &sub); err != nil {
 			return ctrl.Result{}, err
 		}
@@ -161,9 +165,15 @@ func (r *SubscriptionReconciler) Reconcile(ctx context.Context, req ctrl.Request
 		r.Outcomes.recorded(&sub) // any it kept that the status already has
 		return ctrl.Result{RequeueAfter: r.requeueAfter(&sub, lanes)}, nil
 	}
+	if firstReconcile {
+		if wait := r.firstWrites.deferIfUnderWay(&sub, lanes, r.now()); wait > 0 {
+			return ctrl.Result{RequeueAfter: wait}, nil
+		}
+	}
 	if err := r.writeStatus(ctx, &sub, patch); err != nil {
 		return ctrl.Result{}, err
 	}
+	r.firstWrites.written(req.NamespacedName)
 	r.written.Store(client.ObjectKeyFromObject(&sub), sub.ResourceVersion)
 	return ctrl.Result{RequeueAfter: r.requeueAfter(&sub, lanes)}, nil
 }
@@ -218,14 +228,19 @@ func (r *SubscriptionReconciler) cacheIsBehind(sub *v1alpha1.OfficialAccountSubs
 
 // recordMatchingSinks fixes, at the first reconcile, which sinks the event goes to: every
 // matching sink created before it. Sinks created later do not receive it: they start from
-// the events after them (the retry annotation adds them).
+// the events after them (the retry annotation adds them). An event whose first write was
+// put off keeps the sinks it was matched with then.
 func (r *SubscriptionReconciler) recordMatchingSinks(ctx context.Context, sub *v1alpha1.OfficialAccountSubscription) error {
-	all, err := r.sinks.list(ctx, sub.Namespace, sub.ResourceVersion)
-	if err != nil {
-		return err
+	names, ok := r.firstWrites.matched(sub)
+	if !ok {
+		all, err := r.sinks.list(ctx, sub.Namespace, sub.ResourceVersion)
+		if err != nil {
+			return err
+		}
+		names = matchingSinkNames(all, sub)
 	}
 	sub.Status.Sinks = nil
-	for _, name := range matchingSinkNames(all, sub) {
+	for _, name := range names {
 		sub.Status.Sinks = append(sub.Status.Sinks, v1alpha1.SinkDelivery{Name: name, State: v1alpha1.DeliveryPending})
 	}
 	sortByName(sub.Status.Sinks)

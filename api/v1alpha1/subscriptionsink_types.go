@@ -52,7 +52,7 @@ type SubscriptionSinkSpec struct {
 
 	// MaxInFlight is how many deliveries to this sink may run at once. A sink that hangs
 	// holds at most this many; deliveries to other sinks never wait for it.
-	// +kubebuilder:default=4
+	// +kubebuilder:default=8
 	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:validation:Maximum=256
 	// +optional
