@@ -56,6 +56,8 @@ type results struct {
 		ReadyPerSecond float64 `json:"readyPerSecond"`
 		Delivered      int     `json:"deliveredDistinct"`
 		Lost           int     `json:"lost"`
+		// RequestsPerEvent are the API requests of the phase per event, by verb and resource.
+		RequestsPerEvent []string `json:"requestsPerEvent"`
 	} `json:"endToEnd"`
 	EndToEndRatio float64 `json:"endToEndRatio"`
 	// EndToEndReference is the least any design must write per event, a create and a
@@ -160,11 +162,23 @@ func run(ctx context.Context, cfg config, logf func(string, ...any)) (*results, 
 		return nil, err
 	}
 	logf("end to end: %d callbacks to an HTTP sink that answers 200", cfg.N)
+	rc, err := rest.RESTClientFor(restConfigForMetrics(restCfg))
+	if err != nil {
+		return nil, err
+	}
+	requestsBefore, err := countRequests(ctx, rc)
+	if err != nil {
+		return nil, err
+	}
 	before = meter.sample()
 	if err := endToEnd(ctx, c, s, cfg, res); err != nil {
 		return nil, err
 	}
 	res.CPU[phaseEndToEnd] = meter.costSince(before, res.EndToEnd.OK)
+	if requestsAfter, err := countRequests(ctx, rc); err == nil {
+		res.EndToEnd.RequestsPerEvent = requestsAfter.perEvent(requestsBefore, res.EndToEnd.OK)
+		logf("end to end, API requests per event: %s", strings.Join(res.EndToEnd.RequestsPerEvent, ", "))
+	}
 	res.EndToEndRatio = res.EndToEnd.ReadyPerSecond / res.CeilingPerSec
 
 	res.SteadyRate = res.Ingest.PerSecond * cfg.RateFraction
