@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -76,6 +77,12 @@ func (h *HTTP) Deliver(ctx context.Context, event *v1alpha1.OfficialAccountSubsc
 	}
 	resp, err := h.client.Do(req)
 	if err != nil {
+		// The client's error names the method and URL again ("Post \"http://x\": ..."):
+		// keep what went wrong, said once, in the sink's status.
+		var urlErr *url.Error
+		if errors.As(err, &urlErr) {
+			err = urlErr.Err
+		}
 		return fmt.Errorf("POST %s: %w", h.url, err)
 	}
 	defer resp.Body.Close()

@@ -180,6 +180,12 @@ func TestHTTPDeliverTransportErrorIsRetried(t *testing.T) {
 	if err == nil || IsPermanent(err) {
 		t.Fatalf("err = %v, want a transient error", err)
 	}
+	if got := strings.Count(err.Error(), srv.URL); got != 1 {
+		t.Fatalf("the error names the URL %d times, want once: %v", got, err)
+	}
+	if !strings.Contains(err.Error(), "connection refused") {
+		t.Fatalf("the error does not say what went wrong: %v", err)
+	}
 }
 
 func TestNewHTTPRejectsACABundleWithoutCertificates(t *testing.T) {
