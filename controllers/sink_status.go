@@ -29,9 +29,9 @@ func countBacklog(ctx context.Context, c client.Reader, sink *v1alpha1.Subscript
 		client.MatchingFields{pendingSinkIndex: sink.Name}, client.UnsafeDisableDeepCopy); err != nil {
 		return b, err
 	}
+	b.pending = int32(len(pending.Items))
 	for i := range pending.Items {
 		sub := &pending.Items[i]
-		b.pending++
 		for _, d := range sub.Status.Sinks {
 			if d.Name == sink.Name && d.Attempts > 0 {
 				b.retrying++

@@ -18,6 +18,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -162,10 +163,11 @@ func run(ctx context.Context, cfg config, logf func(string, ...any)) (*results, 
 		return nil, err
 	}
 	logf("end to end: %d callbacks to an HTTP sink that answers 200", cfg.N)
-	rc, err := rest.RESTClientFor(restConfigForMetrics(restCfg))
+	clientset, err := kubernetes.NewForConfig(restCfg)
 	if err != nil {
 		return nil, err
 	}
+	rc := clientset.CoreV1().RESTClient()
 	requestsBefore, err := countRequests(ctx, rc)
 	if err != nil {
 		return nil, err

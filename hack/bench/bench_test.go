@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -21,6 +22,11 @@ func TestBenchSmoke(t *testing.T) {
 	}
 	if res.EndToEnd.Lost != 0 || res.EndToEnd.Delivered != cfg.N {
 		t.Fatalf("answered OK %d, delivered %d", res.EndToEnd.OK, res.EndToEnd.Delivered)
+	}
+	if !slices.ContainsFunc(res.EndToEnd.RequestsPerEvent, func(r string) bool {
+		return strings.HasPrefix(r, "POST officialaccountsubscriptions: ")
+	}) {
+		t.Fatalf("the end-to-end requests per event lack the creates: %v", res.EndToEnd.RequestsPerEvent)
 	}
 	if res.Steady.Sent == 0 || res.Steady.OK != res.Steady.Sent {
 		t.Fatalf("steady load: %d of %d OK", res.Steady.OK, res.Steady.Sent)

@@ -9,8 +9,6 @@ import (
 	"strconv"
 	"strings"
 
-	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 )
 
@@ -67,13 +65,4 @@ func (c requestCounts) perEvent(before requestCounts, events int) []string {
 	}
 	sort.Strings(out)
 	return out
-}
-
-// restConfigForMetrics is restCfg for a plain REST client of the API server's paths.
-func restConfigForMetrics(restCfg *rest.Config) *rest.Config {
-	cfg := rest.CopyConfig(restCfg)
-	cfg.GroupVersion = &schema.GroupVersion{Version: "v1"}
-	cfg.APIPath = "/api"
-	cfg.NegotiatedSerializer = scheme.Codecs.WithoutConversion()
-	return cfg
 }
