@@ -78,6 +78,7 @@ var _ = BeforeSuite(func() {
 	opCfg.Webhook.MaxResourcesPerCallback = maxResourcesPerCallback
 	opCfg.Webhook.DrainPeriod = 0
 	opCfg.DeliveredRetention = retention
+	opCfg.DeliveredEvents = true // off by default; the delivery spec checks the opt-in Event
 	opCfg.SinkNotFoundGrace = sinkNotFoundGrace
 	// The operator as the binary runs it, but for the addresses and leader election.
 	flags := &operator.Flags{Config: opCfg, Controllers: true, MetricsAddr: "0", ProbeAddr: "0"}

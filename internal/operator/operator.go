@@ -64,7 +64,7 @@ func DefaultConfig() Config {
 		// that waited it out go ahead, so a long spell of slow stores slows them down to
 		// MaxConcurrentReconciles every 10 s but never stops them.
 		DeliveryYieldMaxWait: 10 * time.Second,
-		DeliveredEvents:      true,
+		DeliveredEvents:      false,
 		// A delivery under way at shutdown may finish and be recorded within its sink's
 		// timeout (10 s by default); one still running after this is cancelled.
 		ReconcilerShutdownTimeout: 15 * time.Second,
