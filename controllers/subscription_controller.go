@@ -170,6 +170,9 @@ func (r *SubscriptionReconciler) Reconcile(ctx context.Context, req ctrl.Request
 			return ctrl.Result{RequeueAfter: wait}, nil
 		}
 	}
+	if r.deliveredAndNotKept(&sub) {
+		return ctrl.Result{}, r.deleteDelivered(ctx, &sub)
+	}
 	if err := r.writeStatus(ctx, &sub, patch); err != nil {
 		return ctrl.Result{}, err
 	}

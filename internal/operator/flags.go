@@ -66,7 +66,7 @@ func BindFlags(fs *flag.FlagSet) *Flags {
 	fs.IntVar(&w.MaxResourcesPerCallback, "max-resources-per-callback", w.MaxResourcesPerCallback, "Most resources (of 500 subscribers) one callback may store; a larger one gets 413 and nothing is stored.")
 	fs.StringVar(&w.Namespace, "event-namespace", "", "Namespace to store events in (default: the pod's namespace).")
 	fs.DurationVar(&w.StoreTimeout, "store-timeout", w.StoreTimeout, "How long storing one event may take before Tencent is answered FAIL (Tencent waits 2s).")
-	fs.DurationVar(&f.Config.DeliveredRetention, "delivered-retention", f.Config.DeliveredRetention, "How long a delivered event is kept.")
+	fs.DurationVar(&f.Config.DeliveredRetention, "delivered-retention", f.Config.DeliveredRetention, "How long a delivered event is kept; 0 deletes it once delivered, without writing its status (two API writes per event instead of three).")
 	fs.DurationVar(&f.Config.FailedRetention, "failed-retention", f.Config.FailedRetention, "How long an event whose delivery failed is kept.")
 	fs.IntVar(&f.Config.MaxConcurrentReconciles, "max-concurrent-reconciles", f.Config.MaxConcurrentReconciles, "Events reconciled in parallel; deliveries run in each sink's lanes (spec.maxInFlight).")
 	fs.BoolVar(&f.Config.DeliveredEvents, "delivered-events", f.Config.DeliveredEvents, "Record a Normal Event on each resource when it is delivered (one more API write per delivery); failures are always recorded.")

@@ -97,3 +97,24 @@ func sumSeries(exposition, prefix string, labels ...string) float64 {
 	}
 	return sum
 }
+
+var _ = Describe("An operator that keeps no delivered event (--delivered-retention=0)", func() {
+	It("delivers every event and deletes it without writing its status", func() {
+		const events = 300
+		ns, sink := namespaceWithSink()
+		createEvents(ns, events)
+		subscribers := make([]string, events)
+		for i := range subscribers {
+			subscribers[i] = "user" + strconv.Itoa(i)
+		}
+		before := statusPatches()
+		startOperator(ns, kubeconfig, "--delivered-retention=0")
+		Eventually(func() []string { return sink.missing(subscribers) }, 2*time.Minute, 200*time.Millisecond).
+			Should(BeEmpty(), "every event is delivered")
+		Eventually(func() int { return len(eventsOf(ns)) }, time.Minute, 200*time.Millisecond).
+			Should(BeZero(), "every delivered event is deleted")
+		writes := statusPatches() - before
+		AddReportEntry("status writes with --delivered-retention=0", fmt.Sprintf("%.0f for %d delivered events", writes, events))
+		Expect(writes).To(BeZero())
+	})
+})
