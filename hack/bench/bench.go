@@ -39,8 +39,14 @@ type config struct {
 	Rate          float64 // callbacks per second in the steady phase, instead of RateFraction
 	Duration      time.Duration
 	MemoryObjects int
-	WorkDir       string
-	ManagerArgs   []string // extra flags, to compare settings
+	// The sustained phase: an open-loop rate as a fraction of the ceiling, for Duration
+	// with deliveries deleted Retention after they are delivered.
+	SustainedFraction  float64
+	SustainedDuration  time.Duration
+	SustainedRetention time.Duration
+	WorkDir            string
+	ProfileDir         string   // where to write CPU profiles of the sustained phase; none when empty
+	ManagerArgs        []string // extra flags, to compare settings
 }
 
 type results struct {
@@ -78,8 +84,12 @@ type results struct {
 		Objects   int     `json:"objectsInCache"`
 		PeakRSSMB float64 `json:"peakRSSMiB"`
 	} `json:"memory"`
+	// Sustained are the sustained phases: delivered events kept a while, then not kept.
+	Sustained []sustainedResult `json:"sustained"`
 	// CPU is where each throughput phase's CPU time went, per event, by process.
 	CPU map[string]cpuCost `json:"cpu,omitempty"`
+	// WriteCosts is the control plane's CPU per write of an event's life, by CRD variant.
+	WriteCosts writeCosts `json:"writeCostsMs"`
 }
 
 // The phases whose CPU time is accounted.
@@ -88,10 +98,14 @@ const (
 	phaseReference = "reference"
 	phaseIngest    = "ingest"
 	phaseEndToEnd  = "end to end"
+	// The sustained phases, with retention's deletes: delivered events kept for
+	// -sustained-retention, and not kept (--delivered-retention=0).
+	phaseSustainedKept    = "sustained, kept"
+	phaseSustainedNotKept = "sustained, not kept"
 )
 
 // cpuPhases are those phases in the order of the table.
-var cpuPhases = []string{phaseCeiling, phaseReference, phaseIngest, phaseEndToEnd}
+var cpuPhases = []string{phaseCeiling, phaseReference, phaseIngest, phaseEndToEnd, phaseSustainedKept, phaseSustainedNotKept}
 
 func run(ctx context.Context, cfg config, logf func(string, ...any)) (*results, error) {
 	res := &results{N: cfg.N, C: cfg.C, Machine: machine()}
@@ -142,8 +156,11 @@ func run(ctx context.Context, cfg config, logf func(string, ...any)) (*results, 
 		return nil, err
 	}
 	res.EndToEndReference, res.EndToEndReferenceRatio = perSecond, perSecond/res.CeilingPerSec
+	if res.WriteCosts, err = measureWriteCosts(ctx, c, meter, cfg.N, cfg.C, logf); err != nil {
+		return nil, err
+	}
 
-	mgr, err := startManager(ctx, cfg.WorkDir, kubeconfig, cfg.ManagerArgs, logf)
+	mgr, err := startManager(ctx, cfg.WorkDir, kubeconfig, "manager", cfg.ManagerArgs, logf)
 	if err != nil {
 		return nil, err
 	}
@@ -205,8 +222,26 @@ func run(ctx context.Context, cfg config, logf func(string, ...any)) (*results, 
 	if err := fillForMemory(ctx, c, cfg, res); err != nil {
 		return nil, err
 	}
-	res.Memory.PeakRSSMB, err = mgr.peakRSSMiB()
-	return res, err
+	if res.Memory.PeakRSSMB, err = mgr.peakRSSMiB(); err != nil {
+		return nil, err
+	}
+	mgr.stop()
+
+	// Each sustained phase starts from an empty namespace, with a manager of its own that
+	// deletes delivered events soon, or at once.
+	for _, phase := range []struct {
+		name      string
+		retention time.Duration
+	}{{phaseSustainedKept, cfg.SustainedRetention}, {phaseSustainedNotKept, 0}} {
+		r, cost, err := runSustained(ctx, c, rc, cfg, kubeconfig, meter, cfg.SustainedFraction*res.CeilingPerSec, phase.retention, logf)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", phase.name, err)
+		}
+		r.Phase, r.Ratio = phase.name, r.DeliveredPerSecond/res.CeilingPerSec
+		res.Sustained = append(res.Sustained, r)
+		res.CPU[phase.name] = cost
+	}
+	return res, nil
 }
 
 // measureCeiling runs one round of bare creates and keeps the best round, and its CPU
@@ -427,18 +462,21 @@ type manager struct {
 	webhookURL string
 }
 
-func startManager(ctx context.Context, workDir, kubeconfig string, extraArgs []string, logf func(string, ...any)) (*manager, error) {
+// startManager builds the manager once and starts it, logging to <name>.log.
+func startManager(ctx context.Context, workDir, kubeconfig, name string, extraArgs []string, logf func(string, ...any)) (*manager, error) {
 	bin := filepath.Join(workDir, "manager")
-	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd")
-	build.Dir = testenv.RepoRoot()
-	if out, err := build.CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("building the manager: %v\n%s", err, out)
+	if _, err := os.Stat(bin); err != nil {
+		build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd")
+		build.Dir = testenv.RepoRoot()
+		if out, err := build.CombinedOutput(); err != nil {
+			return nil, fmt.Errorf("building the manager: %v\n%s", err, out)
+		}
 	}
 	port, err := testenv.FreeLoopbackPort()
 	if err != nil {
 		return nil, err
 	}
-	logPath := filepath.Join(workDir, "manager.log")
+	logPath := filepath.Join(workDir, name+".log")
 	logFile, err := os.Create(logPath)
 	if err != nil {
 		return nil, err

@@ -12,7 +12,8 @@ import (
 // A tiny run of the whole benchmark, so that `make test` keeps it working. It asserts
 // what must hold at any size (nothing lost, every figure measured), never a speed.
 func TestBenchSmoke(t *testing.T) {
-	cfg := config{N: 40, C: 4, RateFraction: 0.5, Duration: 2 * time.Second, MemoryObjects: 150, WorkDir: t.TempDir()}
+	cfg := config{N: 40, C: 4, RateFraction: 0.5, Duration: 2 * time.Second, MemoryObjects: 150, WorkDir: t.TempDir(),
+		SustainedFraction: 0.05, SustainedDuration: 6 * time.Second, SustainedRetention: 2 * time.Second}
 	res, err := run(context.Background(), cfg, t.Logf)
 	if err != nil {
 		t.Fatal(err)
@@ -43,9 +44,15 @@ func TestBenchSmoke(t *testing.T) {
 	// phase; summed over the phases each must show.
 	busy := map[string]float64{}
 	for _, phase := range cpuPhases {
+		want := cfg.N
+		for _, u := range res.Sustained {
+			if u.Phase == phase {
+				want = u.OK
+			}
+		}
 		cost, ok := res.CPU[phase]
-		if !ok || cost.Events != cfg.N {
-			t.Fatalf("%s: CPU accounted for %d events, want %d", phase, cost.Events, cfg.N)
+		if !ok || cost.Events != want || want == 0 {
+			t.Fatalf("%s: CPU accounted for %d events, want %d", phase, cost.Events, want)
 		}
 		for role, ms := range cost.MsPerEvent {
 			busy[role] += ms
@@ -57,11 +64,32 @@ func TestBenchSmoke(t *testing.T) {
 	if res.Memory.Objects < cfg.MemoryObjects || res.Memory.PeakRSSMB <= 0 {
 		t.Fatalf("memory phase: %d objects, %.0f MiB", res.Memory.Objects, res.Memory.PeakRSSMB)
 	}
+	if len(res.Sustained) != 2 {
+		t.Fatalf("sustained phases: %+v", res.Sustained)
+	}
+	for _, u := range res.Sustained {
+		if u.Sent == 0 || u.OK != u.Sent || u.Lost != 0 || u.Delivered != u.OK || len(u.Stored) < 2 {
+			t.Fatalf("%s: %d sent, %d OK, %d delivered, %d lost, stored %v", u.Phase, u.Sent, u.OK, u.Delivered, u.Lost, u.Stored)
+		}
+		// Every event's life ends with retention's delete within the phase.
+		if !slices.ContainsFunc(u.RequestsPerEvent, func(r string) bool { return strings.HasPrefix(r, "DELETE officialaccountsubscriptions: ") }) {
+			t.Fatalf("%s: the requests per event lack retention's deletes: %v", u.Phase, u.RequestsPerEvent)
+		}
+	}
+	for _, v := range crdVariants {
+		for _, kind := range writeKinds {
+			if _, measured := res.WriteCosts[v.Name][kind]; !measured && (!sameForEveryVariant(kind) || v.group == "") {
+				t.Fatalf("write costs: no figure for %s, %s: %v", v.Name, kind, res.WriteCosts)
+			}
+		}
+	}
 	var table bytes.Buffer
 	printTable(&table, res)
 	printCPU(&table, res)
+	printWriteCosts(&table, res.WriteCosts)
 	if !strings.Contains(table.String(), "| ingest: events stored through the webhook |") ||
-		!strings.Contains(table.String(), "| end to end | ") {
+		!strings.Contains(table.String(), "| end to end | ") || !strings.Contains(table.String(), "| "+writeStatusMerge+" | ") ||
+		!strings.Contains(table.String(), "| "+phaseSustainedNotKept+": answered OK / delivered / lost |") {
 		t.Fatalf("table:\n%s", table.String())
 	}
 }

@@ -3,7 +3,12 @@
 // to an HTTP sink, answer latency under steady load, and the manager's memory with many
 // resources cached. Every rate is also given as a ratio to the ceiling of the same run.
 //
-//	go run ./hack/bench [-n 3000] [-c 64] [-rate-fraction 0.5 | -rate 150] [-duration 30s] [-out bench/results.json]
+// Two sustained phases then run creates, status writes and retention's deletes together
+// (delivered events kept -sustained-retention, then not kept), and a write-cost phase
+// prices each write of an event's life on its own.
+//
+//	go run ./hack/bench [-n 3000] [-c 64] [-rate-fraction 0.5 | -rate 150] [-duration 30s]
+//	    [-sustained-fraction 0.2] [-sustained-duration 60s] [-sustained-retention 15s] [-out bench/results.json]
 package main
 
 import (
@@ -30,6 +35,10 @@ func main() {
 	flag.Float64Var(&cfg.Rate, "rate", 0, "Steady load in callbacks per second, instead of -rate-fraction; to compare settings at one rate.")
 	flag.DurationVar(&cfg.Duration, "duration", 30*time.Second, "Length of the steady load.")
 	flag.IntVar(&cfg.MemoryObjects, "memory-objects", 20000, "Resources in the manager's cache for the memory figure.")
+	flag.Float64Var(&cfg.SustainedFraction, "sustained-fraction", 0.2, "Sustained phase: open-loop rate as a fraction of the ceiling.")
+	flag.DurationVar(&cfg.SustainedDuration, "sustained-duration", 60*time.Second, "Sustained phase: length of the load.")
+	flag.DurationVar(&cfg.SustainedRetention, "sustained-retention", 15*time.Second, "Sustained phase: the manager's --delivered-retention.")
+	flag.StringVar(&cfg.ProfileDir, "profile-dir", "", "Write CPU profiles of kube-apiserver and the manager over the sustained phase here.")
 	out := flag.String("out", "bench/results.json", "Where to write the figures as JSON.")
 	flag.Func("manager-arg", "An extra flag for the manager, e.g. --manager-arg=--max-concurrent-reconciles=16 (repeatable).",
 		func(v string) error { cfg.ManagerArgs = append(cfg.ManagerArgs, v); return nil })
@@ -50,6 +59,7 @@ func main() {
 	}
 	printTable(os.Stdout, res)
 	printCPU(os.Stdout, res)
+	printWriteCosts(os.Stdout, res.WriteCosts)
 	if err := os.MkdirAll(filepath.Dir(*out), 0o755); err != nil {
 		fail(err)
 	}
@@ -90,6 +100,15 @@ func printTable(w io.Writer, r *results) {
 		r.SteadyReference.Latency.P50ms, r.SteadyReference.Latency.P99ms, r.SteadyReference.Latency.MaxMs)
 	fmt.Fprintf(w, "| floor: the same rate of bare creates straight through a client: p50 / p99 / max | %.1f / %.1f / %.1f ms | | |\n",
 		r.SteadyFloor.Latency.P50ms, r.SteadyFloor.Latency.P99ms, r.SteadyFloor.Latency.MaxMs)
+	for _, u := range r.Sustained {
+		fmt.Fprintf(w, "| %s: %.0f /s offered for %.0f s, --delivered-retention=%s: delivered | %.0f /s | %.2f | ≥ 0.30: %s |\n",
+			u.Phase, u.Rate, u.Seconds, u.Retention, u.DeliveredPerSecond, u.Ratio, verdict(u.Ratio >= 0.30))
+		fmt.Fprintf(w, "| %s: answered OK / delivered / lost | %d / %d / %d | | 0 lost: %s |\n",
+			u.Phase, u.OK, u.Delivered, u.Lost, verdict(u.Lost == 0 && u.OK == u.Sent))
+		fmt.Fprintf(w, "| %s: p50 / p99 / max, answers over 1 s | %.1f / %.1f / %.1f ms, %d | | |\n",
+			u.Phase, u.Latency.P50ms, u.Latency.P99ms, u.Latency.MaxMs, u.OverOneS)
+		fmt.Fprintf(w, "| %s: resources stored over time (s: count) | %s | | levels off: %s |\n", u.Phase, joinSamples(u.Stored), verdict(u.Levelled))
+	}
 	fmt.Fprintf(w, "| manager peak RSS with %d resources cached | %.0f MiB | | ≤ 256 MiB: %s |\n",
 		r.Memory.Objects, r.Memory.PeakRSSMB, verdict(r.Memory.PeakRSSMB <= 256))
 }
@@ -105,6 +124,9 @@ func printCPU(w io.Writer, r *results) {
 	}
 	rates := map[string]float64{phaseCeiling: r.CeilingPerSec, phaseReference: r.EndToEndReference,
 		phaseIngest: r.Ingest.PerSecond, phaseEndToEnd: r.EndToEnd.ReadyPerSecond}
+	for _, u := range r.Sustained {
+		rates[u.Phase] = u.DeliveredPerSecond
+	}
 	fmt.Fprintf(w, "\nCPU per event, by process (ms); busy cores of the %d over the phase:\n\n", runtimeNumCPU())
 	fmt.Fprintf(w, "| phase | events/s | busy cores | %s | total | ratio bound: this machine | ratio bound: control plane alone |\n|---|---|---|%s---|---|---|\n",
 		strings.Join(cpuRoles, " | "), strings.Repeat("---|", len(cpuRoles)))
@@ -140,6 +162,14 @@ func controlPlaneBound(ceiling, phase cpuCost) float64 {
 		return 0
 	}
 	return ceiling.controlPlaneMs() / phase.controlPlaneMs()
+}
+
+func joinSamples(samples []storedSample) string {
+	parts := make([]string, len(samples))
+	for i, s := range samples {
+		parts[i] = fmt.Sprintf("%.0f: %d", s.Seconds, s.Stored)
+	}
+	return strings.Join(parts, ", ")
 }
 
 func joinRates(rates []float64) string {

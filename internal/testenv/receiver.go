@@ -5,12 +5,14 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"sync"
+	"time"
 )
 
 // Request is one delivery a Receiver got.
 type Request struct {
-	Header http.Header
-	Body   []byte
+	Header   http.Header
+	Body     []byte
+	Received time.Time
 }
 
 // Receiver is a real HTTP server standing in for an app's endpoint. It answers with the
@@ -32,7 +34,7 @@ func NewReceiver(answers ...int) *Receiver {
 func (r *Receiver) serve(w http.ResponseWriter, req *http.Request) {
 	body, _ := io.ReadAll(req.Body)
 	r.mu.Lock()
-	r.requests = append(r.requests, Request{Header: req.Header.Clone(), Body: body})
+	r.requests = append(r.requests, Request{Header: req.Header.Clone(), Body: body, Received: time.Now()})
 	code := http.StatusOK
 	if len(r.answers) > 0 {
 		code, r.answers = r.answers[0], r.answers[1:]
