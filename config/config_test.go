@@ -96,6 +96,13 @@ func TestSamplesApplyToARealAPIServer(t *testing.T) {
 	if natsSink.Spec.NATS == nil || natsSink.Spec.NATS.JetStream == nil || !*natsSink.Spec.NATS.JetStream {
 		t.Errorf("sample nats sink stored as %+v", natsSink.Spec)
 	}
+	var resync v1alpha1.OfficialAccountResync
+	if err := c.Get(ctx, client.ObjectKey{Namespace: "samples", Name: "news"}, &resync); err != nil {
+		t.Fatal(err)
+	}
+	if resync.Spec.Interval == nil || resync.Spec.Interval.Duration != 6*time.Hour || len(resync.Spec.OfficialAccounts) != 1 {
+		t.Errorf("sample resync stored as %+v", resync.Spec)
+	}
 	var sub v1alpha1.OfficialAccountSubscription
 	if err := c.Get(ctx, client.ObjectKey{Namespace: "samples", Name: "oasub-303f0340415f9e3bb1a7f96e"}, &sub); err != nil {
 		t.Fatal(err)
@@ -132,6 +139,24 @@ func TestTheAPIServerEnforcesTheCRDRules(t *testing.T) {
 				Spec: v1alpha1.OfficialAccountSubscriptionSpec{SDKAppID: "1", CallbackCommand: "c", Action: v1alpha1.ActionSubscribe,
 					OfficialAccount: "@TOA#_a", Subscribers: []string{"a"}, SubscriberCount: 2, EventTime: 1, ReceivedTime: metav1.Now()}},
 			wantErr: "subscriberCount must equal the number of subscribers",
+		},
+		"a callback that names no subscriber": {
+			obj: &v1alpha1.OfficialAccountSubscription{ObjectMeta: metav1.ObjectMeta{Name: "no-one", Namespace: "default"},
+				Spec: v1alpha1.OfficialAccountSubscriptionSpec{SDKAppID: "1", CallbackCommand: "c", Action: v1alpha1.ActionSubscribe,
+					OfficialAccount: "@TOA#_a", Subscribers: []string{}, EventTime: 1, ReceivedTime: metav1.Now()}},
+			wantErr: "a callback names at least one subscriber",
+		},
+		"a snapshot that says not which part it is": {
+			obj: &v1alpha1.OfficialAccountSubscription{ObjectMeta: metav1.ObjectMeta{Name: "no-part", Namespace: "default"},
+				Spec: v1alpha1.OfficialAccountSubscriptionSpec{SDKAppID: "1", CallbackCommand: v1alpha1.CommandSnapshot, Action: v1alpha1.ActionSnapshot,
+					OfficialAccount: "@TOA#_a", Subscribers: []string{}, EventTime: 1, ReceivedTime: metav1.Now()}},
+			wantErr: "snapshot is set on Snapshot events and only on them",
+		},
+		"a resync with both a region and an endpoint": {
+			obj: &v1alpha1.OfficialAccountResync{ObjectMeta: metav1.ObjectMeta{Name: "both", Namespace: "default"},
+				Spec: v1alpha1.OfficialAccountResyncSpec{SDKAppID: "1400000000", Region: "singapore", Endpoint: "https://example.com",
+					OfficialAccounts: []string{"@TOA#_a"}}},
+			wantErr: "set exactly one of region and endpoint",
 		},
 	}
 	for name, tt := range tests {

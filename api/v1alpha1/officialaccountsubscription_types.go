@@ -4,8 +4,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
-// Action says whether members subscribed to or unsubscribed from an Official Account.
-// +kubebuilder:validation:Enum=Subscribe;Unsubscribe
+// Action says whether members subscribed to or unsubscribed from an Official Account, or
+// (Snapshot) lists all its subscribers as a resync found them.
+// +kubebuilder:validation:Enum=Subscribe;Unsubscribe;Snapshot
 type Action string
 
 const (
@@ -40,8 +41,10 @@ const MaxSubscribersPerResource = 500
 // status write too, and comparing the spec as one map cost about a sixth of the API
 // server's CPU for each status write. An optional field also needs the presence rule
 // below, since a field's own rule is not evaluated when the field is added or removed.
-// +kubebuilder:validation:XValidation:rule="has(self.operatorAccount) == has(oldSelf.operatorAccount) && has(self.clientIP) == has(oldSelf.clientIP) && has(self.optPlatform) == has(oldSelf.optPlatform)",message="optional fields are immutable: the event is stored as Tencent sent it"
+// +kubebuilder:validation:XValidation:rule="has(self.operatorAccount) == has(oldSelf.operatorAccount) && has(self.clientIP) == has(oldSelf.clientIP) && has(self.optPlatform) == has(oldSelf.optPlatform) && has(self.snapshot) == has(oldSelf.snapshot)",message="optional fields are immutable: the event is stored as Tencent sent it"
 // +kubebuilder:validation:XValidation:rule="self.subscriberCount == size(self.subscribers)",message="subscriberCount must equal the number of subscribers"
+// +kubebuilder:validation:XValidation:rule="self.action == 'Snapshot' || size(self.subscribers) >= 1",message="a callback names at least one subscriber"
+// +kubebuilder:validation:XValidation:rule="(self.action == 'Snapshot') == has(self.snapshot)",message="snapshot is set on Snapshot events and only on them"
 type OfficialAccountSubscriptionSpec struct {
 	// SDKAppID of the Chat app that sent the callback.
 	// +kubebuilder:validation:MinLength=1
@@ -72,8 +75,8 @@ type OfficialAccountSubscriptionSpec struct {
 	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="field is immutable: the event is stored as Tencent sent it"
 	OperatorAccount string `json:"operatorAccount,omitempty"`
 
-	// Subscribers are the members' UserIDs, in the order received.
-	// +kubebuilder:validation:MinItems=1
+	// Subscribers are the members' UserIDs, in the order received. A Snapshot's part may
+	// name none: the account has no subscribers.
 	// +kubebuilder:validation:MaxItems=500
 	// +kubebuilder:validation:items:MaxLength=32
 	// +listType=atomic
@@ -82,7 +85,7 @@ type OfficialAccountSubscriptionSpec struct {
 
 	// SubscriberCount is len(subscribers), kept so that `kubectl get` can show it (printer
 	// columns cannot count a list).
-	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Minimum=0
 	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="field is immutable: the event is stored as Tencent sent it"
 	SubscriberCount int32 `json:"subscriberCount"`
 
@@ -105,6 +108,29 @@ type OfficialAccountSubscriptionSpec struct {
 	// ReceivedTime is when the webhook server first received the event.
 	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="field is immutable: the event is stored as Tencent sent it"
 	ReceivedTime metav1.Time `json:"receivedTime"`
+
+	// Snapshot is set on the events a resync makes: which part of which snapshot this is.
+	// +optional
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="field is immutable: the event is stored as Tencent sent it"
+	Snapshot *SnapshotPart `json:"snapshot,omitempty"`
+}
+
+// SnapshotPart places one resource in a snapshot: a snapshot of n subscribers is stored
+// as ceil(n/500) resources (at least one), each naming its part.
+type SnapshotPart struct {
+	// ID is the same on every part of one snapshot.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	ID string `json:"id"`
+	// Part is this resource's number, from 1.
+	// +kubebuilder:validation:Minimum=1
+	Part int32 `json:"part"`
+	// Parts is how many resources the snapshot has.
+	// +kubebuilder:validation:Minimum=1
+	Parts int32 `json:"parts"`
+	// Subscribers is how many subscribers the whole snapshot lists.
+	// +kubebuilder:validation:Minimum=0
+	Subscribers int32 `json:"subscribers"`
 }
 
 // DeliveryState of one event at one sink.
