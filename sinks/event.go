@@ -11,8 +11,12 @@ import (
 // CloudEvents attributes shared by every sink that sends CloudEvents.
 const cloudEventsSpecVersion = "1.0"
 
-// cloudEventType names the event kind for consumers to route on.
+// cloudEventType names the event kind for consumers to route on: ...subscribed,
+// ...unsubscribed, and ...snapshot for a resync's listing.
 func cloudEventType(action v1alpha1.Action) string {
+	if action == v1alpha1.ActionSnapshot {
+		return "dev.chat-operators.officialaccount.snapshot"
+	}
 	return "dev.chat-operators.officialaccount." + strings.ToLower(string(action)) + "d"
 }
 

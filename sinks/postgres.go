@@ -24,7 +24,8 @@ const DefaultPostgresTimeout = 10 * time.Second
 
 // Postgres keeps one row per (sdk_app_id, official_account, subscriber) in step with the
 // events: Subscribe sets subscribed, Unsubscribe clears it, and only an event newer than
-// the row's changes it, so late and repeated events never undo a newer one.
+// the row's changes it, so late and repeated events never undo a newer one. A complete
+// Snapshot makes the account's rows match it (postgres_snapshot.go).
 type Postgres struct {
 	pool        *pgxpool.Pool
 	table       pgx.Identifier
@@ -116,6 +117,9 @@ func (p *Postgres) Deliver(ctx context.Context, event *v1alpha1.OfficialAccountS
 	if err := p.ensureTable(ctx, table); err != nil {
 		return err
 	}
+	if event.Spec.Action == v1alpha1.ActionSnapshot {
+		return p.deliverSnapshotPart(ctx, event)
+	}
 	upsert := fmt.Sprintf(`INSERT INTO %[1]s AS t
   (sdk_app_id, official_account, subscriber, subscribed, event_time, operator, event_id, updated_at)
 SELECT $1, $2, s, $3, to_timestamp($4::bigint / 1000.0), $5, $6, now()
@@ -139,8 +143,10 @@ func (p *Postgres) ensureTable(ctx context.Context, table string) error {
 	if p.created {
 		return nil
 	}
-	if _, err := p.pool.Exec(ctx, PostgresTableDDL(table)); err != nil {
-		return classifyPostgresError(err)
+	for _, ddl := range []string{PostgresTableDDL(table), PostgresSnapshotPartsDDL(p.snapshotPartsTable())} {
+		if _, err := p.pool.Exec(ctx, ddl); err != nil {
+			return classifyPostgresError(err)
+		}
 	}
 	p.created = true
 	return nil
