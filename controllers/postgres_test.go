@@ -13,6 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/chat-operators/officialaccount-operator/api/v1alpha1"
+	"github.com/chat-operators/officialaccount-operator/internal/fakerest"
 	"github.com/chat-operators/officialaccount-operator/internal/testenv"
 	"github.com/chat-operators/officialaccount-operator/webhookserver"
 )
@@ -84,6 +85,44 @@ var _ = Describe("A PostgreSQL sink, end to end", Ordered, func() {
 			following[who] = subscribed
 		}
 		Expect(following).To(Equal(map[string]bool{"jared": false, "leckie": true}))
+	})
+
+	It("converges to a resync's snapshot: who left while the webhook was down is unsubscribed, who came after it stays", func() {
+		account := uniqueAccount()
+		postgresSink("resynced-db", account, pg.Password)
+		longAgo, later := time.Now().Add(-time.Hour).UnixMilli(), time.Now().Add(time.Hour).UnixMilli()
+		for _, e := range []struct {
+			eventTime  int64
+			subscriber string
+		}{{longAgo, "jared"}, {longAgo, "leckie"}, {later, "newcomer"}} {
+			status, answer := post(query(plainApp, webhookserver.CommandAfterAddSubscriber),
+				callback(webhookserver.CommandAfterAddSubscriber, account, e.eventTime, e.subscriber))
+			Expect(status).To(Equal(http.StatusOK), answer.ErrorInfo)
+		}
+		following := func() map[string]bool {
+			conn, err := pgx.Connect(context.Background(), pg.DSN(pg.Password))
+			Expect(err).NotTo(HaveOccurred())
+			defer conn.Close(context.Background())
+			out := map[string]bool{}
+			rows, err := conn.Query(context.Background(),
+				"SELECT subscriber, subscribed FROM officialaccount_subscribers WHERE official_account = $1", account)
+			Expect(err).NotTo(HaveOccurred())
+			for rows.Next() {
+				var who string
+				var subscribed bool
+				Expect(rows.Scan(&who, &subscribed)).To(Succeed())
+				out[who] = subscribed
+			}
+			return out
+		}
+		Eventually(following).Should(Equal(map[string]bool{"jared": true, "leckie": true, "newcomer": true}))
+
+		// jared left while the webhook was down: Tencent lists leckie alone. newcomer's
+		// callback is later than the listing, which does not show them yet.
+		fake, endpoint := tencentREST()
+		fake.SetSubscribers(account, []fakerest.Subscriber{{Account: "leckie", SubscribeTime: time.UnixMilli(longAgo)}})
+		resyncCondition(newResync("converge", endpoint, restKey, account), v1alpha1.ConditionReady, metav1.ConditionTrue)
+		Eventually(following).Should(Equal(map[string]bool{"jared": false, "leckie": true, "newcomer": true}))
 	})
 
 	It("reports a wrong password on the sink and fails the delivery with a readable error", func() {

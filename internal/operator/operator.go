@@ -116,5 +116,8 @@ func SetupControllers(ctx context.Context, mgr ctrl.Manager, cfg Config, registr
 	if err := (&controllers.SinkReconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Sinks: registry, Activity: activity}).SetupWithManager(ctx, mgr); err != nil {
 		return nil, fmt.Errorf("setting up the sink reconciler: %w", err)
 	}
+	if err := (&controllers.ResyncReconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader()}).SetupWithManager(mgr); err != nil {
+		return nil, fmt.Errorf("setting up the resync reconciler: %w", err)
+	}
 	return subscriptions, nil
 }
