@@ -57,7 +57,9 @@ type results struct {
 	CeilingRounds []float64  `json:"ceilingRounds"`
 	Ingest        loadResult `json:"ingest"`
 	IngestRatio   float64    `json:"ingestRatio"`
-	EndToEnd      struct {
+	// IngestRequestsPerEvent are the ingest phase's API requests per event.
+	IngestRequestsPerEvent []string `json:"ingestRequestsPerEvent"`
+	EndToEnd               struct {
 		loadResult
 		ReadySeconds   float64 `json:"readySeconds"`
 		ReadyPerSecond float64 `json:"readyPerSecond"`
@@ -160,7 +162,16 @@ func run(ctx context.Context, cfg config, logf func(string, ...any)) (*results, 
 		return nil, err
 	}
 
-	mgr, err := startManager(ctx, cfg.WorkDir, kubeconfig, "manager", cfg.ManagerArgs, logf)
+	clientset, err := kubernetes.NewForConfig(restCfg)
+	if err != nil {
+		return nil, err
+	}
+	rc := clientset.CoreV1().RESTClient()
+	args, prof, err := profiledArgs(cfg, rc, cfg.ManagerArgs)
+	if err != nil {
+		return nil, err
+	}
+	mgr, err := startManager(ctx, cfg.WorkDir, kubeconfig, "manager", args, logf)
 	if err != nil {
 		return nil, err
 	}
@@ -169,10 +180,21 @@ func run(ctx context.Context, cfg config, logf func(string, ...any)) (*results, 
 	s := newSender(mgr.webhookURL, benchApp, cfg.C)
 
 	logf("ingest: %d callbacks through the webhook, %d senders", cfg.N, cfg.C)
+	requestsBefore, err := countRequests(ctx, rc)
+	if err != nil {
+		return nil, err
+	}
 	before := meter.sample()
+	// A 2 s profile from the start of the phase, which lasts a few seconds at full size.
+	profiled := prof.profile(ctx, "ingest", 2, logf)
 	res.Ingest = s.closedLoop(ctx, "@TOA#_bench_ingest", cfg.N, cfg.C)
 	res.CPU[phaseIngest] = meter.costSince(before, res.Ingest.OK)
 	res.IngestRatio = res.Ingest.PerSecond / res.CeilingPerSec
+	if requestsAfter, err := countRequests(ctx, rc); err == nil {
+		res.IngestRequestsPerEvent = requestsAfter.perEvent(requestsBefore, res.Ingest.OK)
+		logf("ingest, API requests per event: %s", strings.Join(res.IngestRequestsPerEvent, ", "))
+	}
+	profiled()
 
 	// Each phase starts with an idle operator: the ingest phase's events, which match no
 	// sink, must not be reconciled on the end-to-end phase's time.
@@ -180,13 +202,7 @@ func run(ctx context.Context, cfg config, logf func(string, ...any)) (*results, 
 		return nil, err
 	}
 	logf("end to end: %d callbacks to an HTTP sink that answers 200", cfg.N)
-	clientset, err := kubernetes.NewForConfig(restCfg)
-	if err != nil {
-		return nil, err
-	}
-	rc := clientset.CoreV1().RESTClient()
-	requestsBefore, err := countRequests(ctx, rc)
-	if err != nil {
+	if requestsBefore, err = countRequests(ctx, rc); err != nil {
 		return nil, err
 	}
 	before = meter.sample()

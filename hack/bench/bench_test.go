@@ -93,3 +93,31 @@ func TestBenchSmoke(t *testing.T) {
 		t.Fatalf("table:\n%s", table.String())
 	}
 }
+
+func TestLevelled(t *testing.T) {
+	at := func(counts ...int) []storedSample {
+		s := make([]storedSample, len(counts))
+		for i, n := range counts {
+			s[i] = storedSample{Seconds: float64(5 * i), Stored: n}
+		}
+		return s
+	}
+	tests := []struct {
+		name    string
+		samples []storedSample
+		rate    float64
+		want    bool
+	}{
+		{"flat after the warm-up", at(0, 700, 1400, 2100, 2200, 2150, 2250), 140, true},
+		{"growing all along", at(0, 700, 1400, 2100, 2800, 3500, 4200), 140, false},
+		{"a few in flight, moving", at(0, 8, 4, 11, 40, 9, 62), 149, true},
+		{"one sample", at(5), 10, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := levelled(tt.samples, tt.rate); got != tt.want {
+				t.Fatalf("levelled(%v) = %v, want %v", tt.samples, got, tt.want)
+			}
+		})
+	}
+}

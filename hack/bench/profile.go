@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"k8s.io/client-go/rest"
+
+	"github.com/chat-operators/officialaccount-operator/internal/testenv"
 )
 
 // profiler takes CPU profiles of kube-apiserver (through its own /debug/pprof, as the
@@ -21,6 +23,21 @@ type profiler struct {
 	dir        string
 	apiServer  rest.Interface
 	managerURL string // http://host:port of the manager's pprof server
+}
+
+// profiledArgs are a manager's flags with its pprof server on when profiles are asked
+// for, and the profiler of that manager and the API server.
+func profiledArgs(cfg config, apiServer rest.Interface, args []string) ([]string, *profiler, error) {
+	prof := &profiler{dir: cfg.ProfileDir, apiServer: apiServer}
+	if cfg.ProfileDir == "" {
+		return args, prof, nil
+	}
+	port, err := testenv.FreeLoopbackPort()
+	if err != nil {
+		return nil, nil, err
+	}
+	prof.managerURL = fmt.Sprintf("http://127.0.0.1:%d", port)
+	return append(args, fmt.Sprintf("--pprof-bind-address=127.0.0.1:%d", port)), prof, nil
 }
 
 // profile captures both processes' CPU for the given seconds, in the background; wait

@@ -32,8 +32,8 @@ type sustainedResult struct {
 	Lost               int     `json:"lost"`
 	// Stored are the resources the API server held, sampled through the load.
 	Stored []storedSample `json:"stored"`
-	// Levelled says the stored resources stopped growing: the last sample is no more than
-	// a tenth above the one halfway through.
+	// Levelled says the stored resources stopped growing: over the second half of the
+	// load they grew by no more than a tenth, or a second's events.
 	Levelled         bool     `json:"levelled"`
 	RequestsPerEvent []string `json:"requestsPerEvent"`
 }
@@ -53,15 +53,9 @@ func runSustained(ctx context.Context, c client.Client, rc rest.Interface, cfg c
 		return sustainedResult{}, cpuCost{}, err
 	}
 	name := "sustained-retention-" + retention.String()
-	args := append([]string{"--delivered-retention=" + retention.String()}, cfg.ManagerArgs...)
-	prof := &profiler{dir: cfg.ProfileDir, apiServer: rc}
-	if cfg.ProfileDir != "" {
-		port, err := testenv.FreeLoopbackPort()
-		if err != nil {
-			return sustainedResult{}, cpuCost{}, err
-		}
-		prof.managerURL = fmt.Sprintf("http://127.0.0.1:%d", port)
-		args = append(args, fmt.Sprintf("--pprof-bind-address=127.0.0.1:%d", port))
+	args, prof, err := profiledArgs(cfg, rc, append([]string{"--delivered-retention=" + retention.String()}, cfg.ManagerArgs...))
+	if err != nil {
+		return sustainedResult{}, cpuCost{}, err
 	}
 	mgr, err := startManager(ctx, cfg.WorkDir, kubeconfig, "manager-"+name, args, logf)
 	if err != nil {
@@ -129,17 +123,19 @@ func sustained(ctx context.Context, c client.Client, rc rest.Interface, s *sende
 		res.RequestsPerEvent = after.perEvent(requestsBefore, res.OK)
 		logf("sustained, API requests per event: %s", strings.Join(res.RequestsPerEvent, ", "))
 	}
-	res.Levelled = levelled(res.Stored)
+	res.Levelled = levelled(res.Stored, rate)
 	return res, cost, nil
 }
 
-// levelled reports whether the last sample is no more than a tenth above the one halfway.
-func levelled(samples []storedSample) bool {
+// levelled reports whether the stored count grew over the second half of the samples by
+// no more than a tenth of what it was halfway, or a second's worth of events at rate (the
+// count moves by the deliveries in flight at each sample, however level it is).
+func levelled(samples []storedSample, rate float64) bool {
 	if len(samples) < 2 {
 		return false
 	}
 	half, last := samples[len(samples)/2], samples[len(samples)-1]
-	return float64(last.Stored) <= 1.1*float64(half.Stored)
+	return float64(last.Stored-half.Stored) <= max(0.1*float64(half.Stored), rate)
 }
 
 // storedEvents counts the event resources in etcd with a one-item list: the API server
