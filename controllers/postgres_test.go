@@ -47,6 +47,25 @@ var _ = Describe("A PostgreSQL sink, end to end", Ordered, func() {
 		return sink
 	}
 
+	// following reads the table: each subscriber of the account, and whether subscribed.
+	following := func(account string) map[string]bool {
+		GinkgoHelper()
+		conn, err := pgx.Connect(context.Background(), pg.DSN(pg.Password))
+		Expect(err).NotTo(HaveOccurred())
+		defer conn.Close(context.Background())
+		out := map[string]bool{}
+		rows, err := conn.Query(context.Background(),
+			"SELECT subscriber, subscribed FROM officialaccount_subscribers WHERE official_account = $1", account)
+		Expect(err).NotTo(HaveOccurred())
+		for rows.Next() {
+			var who string
+			var subscribed bool
+			Expect(rows.Scan(&who, &subscribed)).To(Succeed())
+			out[who] = subscribed
+		}
+		return out
+	}
+
 	It("keeps the table of who follows the account in step with the webhooks", func() {
 		account := uniqueAccount()
 		postgresSink("followers-db", account, pg.Password)
@@ -71,20 +90,7 @@ var _ = Describe("A PostgreSQL sink, end to end", Ordered, func() {
 			return n
 		}).Should(Equal(2))
 
-		conn, err := pgx.Connect(context.Background(), pg.DSN(pg.Password))
-		Expect(err).NotTo(HaveOccurred())
-		defer conn.Close(context.Background())
-		following := map[string]bool{}
-		rows, err := conn.Query(context.Background(),
-			"SELECT subscriber, subscribed FROM officialaccount_subscribers WHERE official_account = $1", account)
-		Expect(err).NotTo(HaveOccurred())
-		for rows.Next() {
-			var who string
-			var subscribed bool
-			Expect(rows.Scan(&who, &subscribed)).To(Succeed())
-			following[who] = subscribed
-		}
-		Expect(following).To(Equal(map[string]bool{"jared": false, "leckie": true}))
+		Expect(following(account)).To(Equal(map[string]bool{"jared": false, "leckie": true}))
 	})
 
 	It("converges to a resync's snapshot: who left while the webhook was down is unsubscribed, who came after it stays", func() {
@@ -99,30 +105,14 @@ var _ = Describe("A PostgreSQL sink, end to end", Ordered, func() {
 				callback(webhookserver.CommandAfterAddSubscriber, account, e.eventTime, e.subscriber))
 			Expect(status).To(Equal(http.StatusOK), answer.ErrorInfo)
 		}
-		following := func() map[string]bool {
-			conn, err := pgx.Connect(context.Background(), pg.DSN(pg.Password))
-			Expect(err).NotTo(HaveOccurred())
-			defer conn.Close(context.Background())
-			out := map[string]bool{}
-			rows, err := conn.Query(context.Background(),
-				"SELECT subscriber, subscribed FROM officialaccount_subscribers WHERE official_account = $1", account)
-			Expect(err).NotTo(HaveOccurred())
-			for rows.Next() {
-				var who string
-				var subscribed bool
-				Expect(rows.Scan(&who, &subscribed)).To(Succeed())
-				out[who] = subscribed
-			}
-			return out
-		}
-		Eventually(following).Should(Equal(map[string]bool{"jared": true, "leckie": true, "newcomer": true}))
+		Eventually(following).WithArguments(account).Should(Equal(map[string]bool{"jared": true, "leckie": true, "newcomer": true}))
 
 		// jared left while the webhook was down: Tencent lists leckie alone. newcomer's
 		// callback is later than the listing, which does not show them yet.
 		fake, endpoint := tencentREST()
 		fake.SetSubscribers(account, []fakerest.Subscriber{{Account: "leckie", SubscribeTime: time.UnixMilli(longAgo)}})
 		resyncCondition(newResync("converge", endpoint, restKey, account), v1alpha1.ConditionReady, metav1.ConditionTrue)
-		Eventually(following).Should(Equal(map[string]bool{"jared": false, "leckie": true, "newcomer": true}))
+		Eventually(following).WithArguments(account).Should(Equal(map[string]bool{"jared": false, "leckie": true, "newcomer": true}))
 	})
 
 	It("reports a wrong password on the sink and fails the delivery with a readable error", func() {

@@ -129,6 +129,11 @@ func (r *ResyncReconciler) resync(ctx context.Context, rs *v1alpha1.OfficialAcco
 	scanner := &tencent.Scanner{Client: api, Pace: r.Pace, Backoff: r.Backoff}
 	for _, account := range rs.Spec.OfficialAccounts {
 		entry := previousAccount(rs, account)
+		if out.refused != nil {
+			// Every other account would be refused the same way: they keep their last listing.
+			out.accounts = append(out.accounts, entry)
+			continue
+		}
 		if err := r.resyncAccount(ctx, rs, scanner, &entry); err != nil {
 			entry.LastError, entry.LastErrorTime = truncate(err.Error()), ptrTime(r.now())
 			out.failed++
@@ -141,9 +146,6 @@ func (r *ResyncReconciler) resync(ctx context.Context, rs *v1alpha1.OfficialAcco
 			}
 		}
 		out.accounts = append(out.accounts, entry)
-		if out.refused != nil {
-			break // every other account would be refused the same way
-		}
 	}
 	return out
 }

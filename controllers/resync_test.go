@@ -136,9 +136,11 @@ var _ = Describe("An OfficialAccountResync", func() {
 	})
 
 	It("stalls with Tencent's error when the secret key is wrong, and stores nothing", func() {
-		_, endpoint := tencentREST()
+		fake, endpoint := tencentREST()
 		account := uniqueAccount()
-		rs := resyncCondition(newResync("wrong-key", endpoint, "not-the-key", account), v1alpha1.ConditionStalled, metav1.ConditionTrue)
+		rs := resyncCondition(newResync("wrong-key", endpoint, "not-the-key", account, account+"-2"), v1alpha1.ConditionStalled, metav1.ConditionTrue)
+		Expect(fake.Calls()).To(Equal(1), "the second account is not tried with a key Tencent refused")
+		Expect(rs.Status.Accounts).To(HaveLen(2), "the account not tried keeps its entry")
 		stalled := meta.FindStatusCondition(rs.Status.Conditions, v1alpha1.ConditionStalled)
 		Expect(stalled.Reason).To(Equal(v1alpha1.ReasonTencentRefused))
 		Expect(stalled.Message).To(ContainSubstring("70009"))
