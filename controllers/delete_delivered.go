@@ -25,13 +25,14 @@ func (r *SubscriptionReconciler) deliveredAndNotKept(sub *v1alpha1.OfficialAccou
 		meta.IsStatusConditionTrue(sub.Status.Conditions, v1alpha1.ConditionReady)
 }
 
-// deleteDelivered deletes a delivered event and forgets what was kept for its status.
-// Until the delete succeeds its outcomes stay remembered, so a retry delivers nothing again.
-func (r *SubscriptionReconciler) deleteDelivered(ctx context.Context, sub *v1alpha1.OfficialAccountSubscription) error {
+// deleteEvent ends an event's life, when retention expires or once it is delivered and
+// not kept, and forgets what was kept for its status. Until the delete succeeds its
+// outcomes stay remembered, so a retry delivers nothing again.
+func (r *SubscriptionReconciler) deleteEvent(ctx context.Context, sub *v1alpha1.OfficialAccountSubscription) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), statusWriteTimeout)
 	defer cancel()
 	if err := r.Delete(ctx, sub, client.Preconditions{UID: &sub.UID}); err != nil && !apierrors.IsNotFound(err) {
-		return fmt.Errorf("deleting the delivered event: %w", err)
+		return fmt.Errorf("deleting the event: %w", err)
 	}
 	key := client.ObjectKeyFromObject(sub)
 	r.Outcomes.forget(key)

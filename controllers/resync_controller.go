@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"slices"
 	"strconv"
 	"time"
 
@@ -37,10 +36,6 @@ const (
 	// eventCreateTimeout bounds each snapshot resource's create.
 	eventCreateTimeout = 10 * time.Second
 )
-
-// refusedCodes are Tencent's answers that retrying cannot mend: the credentials, the
-// admin account or the service are wrong (tencent-rest.md's error table).
-var refusedCodes = []int{60006, 60010, 70003, 70009, 70013, 70014, 131000}
 
 // ResyncReconciler lists each OfficialAccountResync's accounts' subscribers from Tencent's
 // REST API every interval and stores each listing as a snapshot of Snapshot events, which
@@ -141,7 +136,7 @@ func (r *ResyncReconciler) resync(ctx context.Context, rs *v1alpha1.OfficialAcco
 				out.firstErr = fmt.Errorf("%s: %w", account, err)
 			}
 			var tencentErr *tencent.Error
-			if errors.As(err, &tencentErr) && slices.Contains(refusedCodes, tencentErr.Code) && out.refused == nil {
+			if errors.As(err, &tencentErr) && tencentErr.Refused() && out.refused == nil {
 				out.refused = err
 			}
 		}

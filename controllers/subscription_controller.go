@@ -137,7 +137,7 @@ func (r *SubscriptionReconciler) Reconcile(ctx context.Context, req ctrl.Request
 	now := r.now()
 	if deadline, ok := retentionDeadline(&sub, r.DeliveredRetention, r.FailedRetention); ok && !now.Before(deadline) {
 		logf.FromContext(ctx).V(1).Info("retention expired, deleting")
-		return ctrl.Result{}, client.IgnoreNotFound(r.Delete(ctx, &sub, client.Preconditions{UID: &sub.UID}))
+		return ctrl.Result{}, r.deleteEvent(ctx, &sub)
 	}
 
 	// The optimistic lock makes a write from a stale cache fail instead of undoing a newer
@@ -171,7 +171,7 @@ func (r *SubscriptionReconciler) Reconcile(ctx context.Context, req ctrl.Request
 		}
 	}
 	if r.deliveredAndNotKept(&sub) {
-		return ctrl.Result{}, r.deleteDelivered(ctx, &sub)
+		return ctrl.Result{}, r.deleteEvent(ctx, &sub)
 	}
 	if err := r.writeStatus(ctx, &sub, patch); err != nil {
 		return ctrl.Result{}, err

@@ -63,8 +63,15 @@ func (e *Error) Retryable() bool {
 // UserSigExpired tells that a new UserSig is needed.
 func (e *Error) UserSigExpired() bool { return e.Code == 70001 }
 
-// AccountGone tells that the Official Account does not exist or was destroyed.
-func (e *Error) AccountGone() bool { return e.Code == 130004 }
+// Refused tells that Tencent refused the credentials, the admin account or the service
+// (not enabled): retrying cannot mend it, whatever the account.
+func (e *Error) Refused() bool {
+	switch e.Code {
+	case 60006, 60010, 70003, 70009, 70013, 70014, 131000:
+		return true
+	}
+	return false
+}
 
 // Subscriber is one entry of get_subscriber_info's SubscriberList.
 type Subscriber struct {

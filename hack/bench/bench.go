@@ -321,16 +321,23 @@ func createObjects(ctx context.Context, c client.Client, namespace, prefix strin
 // optimistic lock).
 func writeDeliveredStatus(ctx context.Context, c client.Client, obj *v1alpha1.OfficialAccountSubscription) error {
 	patch := client.MergeFromWithOptions(obj.DeepCopy(), client.MergeFromWithOptimisticLock{})
+	obj.Status = deliveredStatus(obj.Generation, 1)
+	return c.Status().Patch(ctx, obj, patch)
+}
+
+// deliveredStatus is the status the reconciler writes for an event delivered to one sink
+// on the given attempt.
+func deliveredStatus(generation int64, attempt int32) v1alpha1.OfficialAccountSubscriptionStatus {
 	now := metav1.Now()
-	obj.Status = v1alpha1.OfficialAccountSubscriptionStatus{
-		ObservedGeneration: obj.Generation,
-		Sinks: []v1alpha1.SinkDelivery{{Name: "bench", State: v1alpha1.DeliveryDelivered, Attempts: 1,
+	status := v1alpha1.OfficialAccountSubscriptionStatus{
+		ObservedGeneration: generation,
+		Sinks: []v1alpha1.SinkDelivery{{Name: "bench", State: v1alpha1.DeliveryDelivered, Attempts: attempt,
 			FirstAttemptTime: &now, LastAttemptTime: &now, DeliveredTime: &now}},
 		CompletionTime: &now,
 	}
-	meta.SetStatusCondition(&obj.Status.Conditions, metav1.Condition{Type: v1alpha1.ConditionReady,
-		Status: metav1.ConditionTrue, Reason: v1alpha1.ReasonDelivered, Message: "delivered to 1 sink(s)", ObservedGeneration: obj.Generation})
-	return c.Status().Patch(ctx, obj, patch)
+	meta.SetStatusCondition(&status.Conditions, metav1.Condition{Type: v1alpha1.ConditionReady, Status: metav1.ConditionTrue,
+		Reason: v1alpha1.ReasonDelivered, Message: fmt.Sprintf("delivered to 1 sink(s) on attempt %d", attempt), ObservedGeneration: generation})
+	return status
 }
 
 func sampleObject(namespace, name string, i int) *v1alpha1.OfficialAccountSubscription {

@@ -111,9 +111,9 @@ func write(ctx context.Context, c client.Client, kind string, obj *unstructured.
 	case writeCreate:
 		return c.Create(ctx, obj)
 	case writeStatusMerge:
-		return patchStatus(ctx, c, obj, deliveredStatus(1, true))
+		return patchStatus(ctx, c, obj, statusContent(obj, 1))
 	case writeStatusPut:
-		if err := unstructured.SetNestedField(obj.Object, deliveredStatus(2, true), "status"); err != nil {
+		if err := unstructured.SetNestedField(obj.Object, statusContent(obj, 2), "status"); err != nil {
 			return err
 		}
 		return c.Status().Update(ctx, obj)
@@ -121,7 +121,7 @@ func write(ctx context.Context, c client.Client, kind string, obj *unstructured.
 		applied := &unstructured.Unstructured{Object: map[string]any{
 			"apiVersion": obj.GetAPIVersion(), "kind": obj.GetKind(),
 			"metadata": map[string]any{"name": obj.GetName(), "namespace": obj.GetNamespace()},
-			"status":   deliveredStatus(3, true)}}
+			"status":   statusContent(obj, 3)}}
 		//nolint:staticcheck // the Apply patch type is what a typed apply configuration sends too
 		err := c.Status().Patch(ctx, applied, client.Apply, client.FieldOwner("bench"), client.ForceOwnership)
 		obj.Object = applied.Object // the answer, for the next write's optimistic lock
@@ -130,7 +130,7 @@ func write(ctx context.Context, c client.Client, kind string, obj *unstructured.
 		// A status that replaces the per-sink list by the Ready condition alone: what a
 		// leaner status would write instead.
 		return patchStatus(ctx, c, obj, map[string]any{"sinks": nil, "completionTime": nil,
-			"conditions": []any{readyCondition(obj.GetGeneration(), "delivered, conditions only")}})
+			"conditions": statusContent(obj, 4)["conditions"]})
 	case writeDelete:
 		uid := obj.GetUID()
 		return c.Delete(ctx, obj, client.Preconditions{UID: &uid})
@@ -155,21 +155,11 @@ func patchStatus(ctx context.Context, c client.Client, obj *unstructured.Unstruc
 	return c.Status().Patch(ctx, obj, client.RawPatch(types.MergePatchType, body))
 }
 
-// deliveredStatus is the status of an event delivered to one sink on the given attempt.
-func deliveredStatus(attempt int64, withSinks bool) map[string]any {
-	now := metav1.Now().UTC().Format(time.RFC3339)
-	status := map[string]any{"observedGeneration": int64(1), "completionTime": now,
-		"conditions": []any{readyCondition(1, fmt.Sprintf("delivered to 1 sink(s) on attempt %d", attempt))}}
-	if withSinks {
-		status["sinks"] = []any{map[string]any{"name": "bench", "state": string(v1alpha1.DeliveryDelivered), "attempts": attempt,
-			"firstAttemptTime": now, "lastAttemptTime": now, "deliveredTime": now}}
-	}
-	return status
-}
-
-func readyCondition(generation int64, message string) map[string]any {
-	return map[string]any{"type": v1alpha1.ConditionReady, "status": "True", "reason": v1alpha1.ReasonDelivered,
-		"message": message, "observedGeneration": generation, "lastTransitionTime": metav1.Now().UTC().Format(time.RFC3339)}
+// statusContent is deliveredStatus as the content of an unstructured object.
+func statusContent(obj *unstructured.Unstructured, attempt int32) map[string]any {
+	status := deliveredStatus(obj.GetGeneration(), attempt)
+	content, _ := runtime.DefaultUnstructuredConverter.ToUnstructured(&status)
+	return content
 }
 
 // deliveryEvent is the Normal Event the reconciler can record for a delivery.

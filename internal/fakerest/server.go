@@ -48,13 +48,7 @@ func (s *Server) SetSubscribers(account string, members []Subscriber) {
 	s.accounts[account] = slices.Clone(members)
 }
 
-// Subscribe adds a member at the end; Unsubscribe removes one.
-func (s *Server) Subscribe(account string, m Subscriber) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.accounts[account] = append(s.accounts[account], m)
-}
-
+// Unsubscribe removes a member.
 func (s *Server) Unsubscribe(account, member string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
