@@ -99,6 +99,9 @@ var _ = Describe("Sinks isolated from each other", func() {
 				DSNSecretRef: corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: "frozen-dsn"}, Key: "dsn"},
 				Timeout:      &metav1.Duration{Duration: 2 * time.Second},
 			}
+			// Retries stay close together however long the freeze lasts on a slow machine,
+			// so that the wait after the thaw does not depend on how far backoff grew.
+			s.Spec.Retry.MaxInterval = &metav1.Duration{Duration: 2 * time.Second}
 		})
 		newSink("beside-frozen-db", account, healthy)
 
@@ -113,29 +116,40 @@ var _ = Describe("Sinks isolated from each other", func() {
 		sendEvents(account, events)
 		Eventually(func() int { return len(healthy.Requests()) }).Should(Equal(events), "the frozen database held up the HTTP sink")
 
-		// Every PostgreSQL delivery timed out and waits for its retry.
-		Eventually(func() []string {
-			var stuck []string
-			for _, sub := range subscriptionsOf(account) {
-				for _, d := range sub.Status.Sinks {
-					if d.Name == "frozen-db" && !(d.State == v1alpha1.DeliveryPending && d.Attempts >= 1 && d.LastError != "") {
-						stuck = append(stuck, sub.Name)
-					}
-				}
-			}
-			return stuck
-		}, time.Minute).Should(BeEmpty(), "a delivery to the frozen database did not time out")
+		// Every event's PostgreSQL delivery timed out and waits for its retry.
+		Eventually(func() map[string]string { return deliveriesOf(account, timedOut) }, time.Minute).
+			Should(HaveLen(events), "a delivery to the frozen database did not time out")
 
 		Expect(pg.Thaw()).To(Succeed())
 		thawed = true
-		Eventually(func() int {
-			n := 0
-			for _, sub := range subscriptionsOf(account) {
-				if isReady(&sub) {
-					n++
-				}
-			}
-			return n
-		}, time.Minute).Should(Equal(events), "the retries did not deliver once the database answered")
+		Eventually(func() map[string]string { return deliveriesOf(account, notReady) }, time.Minute).
+			Should(BeEmpty(), "the retries did not deliver once the database answered")
 	})
 })
+
+// timedOut is a delivery to the frozen database that failed at least once and waits for
+// its retry.
+func timedOut(_ *v1alpha1.OfficialAccountSubscription, d v1alpha1.SinkDelivery) bool {
+	return d.Name == "frozen-db" && d.State == v1alpha1.DeliveryPending && d.Attempts >= 1 && d.LastError != ""
+}
+
+// notReady is a delivery of an event that is not Ready yet.
+func notReady(sub *v1alpha1.OfficialAccountSubscription, _ v1alpha1.SinkDelivery) bool {
+	return !isReady(sub)
+}
+
+// deliveriesOf describes, by event, the account's deliveries that match, so that a
+// failed wait shows where each one stands.
+func deliveriesOf(account string, match func(*v1alpha1.OfficialAccountSubscription, v1alpha1.SinkDelivery) bool) map[string]string {
+	GinkgoHelper()
+	found := map[string]string{}
+	for _, sub := range subscriptionsOf(account) {
+		for _, d := range sub.Status.Sinks {
+			if match(&sub, d) {
+				found[sub.Name] += fmt.Sprintf("[%s: %s after %d attempts, next at %v: %s] ",
+					d.Name, d.State, d.Attempts, d.NextAttemptTime, d.LastError)
+			}
+		}
+	}
+	return found
+}
