@@ -1,6 +1,8 @@
 package controllers
 
 import (
+	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -62,6 +64,40 @@ func TestExhausted(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			if got := tt.policy.exhausted(tt.attempts, first, tt.now); got != tt.want {
 				t.Fatalf("exhausted(%d, %s) = %v, want %v", tt.attempts, tt.now.Sub(first), got, tt.want)
+			}
+		})
+	}
+}
+
+// An attempt's wait counts from its end: one that ran into its timeout is not retried at
+// once.
+func TestRetryWaitsAfterTheAttemptEnds(t *testing.T) {
+	started := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	tests := []struct {
+		name           string
+		took           time.Duration
+		attemptsBefore int32
+		want           time.Time
+	}{
+		{name: "a quick failure, rounded up to the second", took: 200 * time.Millisecond, want: started.Add(2 * time.Second)},
+		{name: "a timeout longer than the interval", took: 10 * time.Second, want: started.Add(11 * time.Second)},
+		{name: "the third attempt's timeout", took: 10 * time.Second, attemptsBefore: 2, want: started.Add(14 * time.Second)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := &SubscriptionReconciler{Now: func() time.Time { return started.Add(tt.took) }}
+			sub := &v1alpha1.OfficialAccountSubscription{ObjectMeta: metav1.ObjectMeta{Name: "event", Namespace: "events"}}
+			sink := &v1alpha1.SubscriptionSink{ObjectMeta: metav1.ObjectMeta{Name: "sink", Namespace: "events"}}
+			d := &v1alpha1.SinkDelivery{Name: "sink", State: v1alpha1.DeliveryPending, Attempts: tt.attemptsBefore}
+			r.recordAttempt(context.Background(), sub, d, sink, started, errors.New("context deadline exceeded"))
+			if d.State != v1alpha1.DeliveryPending || d.NextAttemptTime == nil {
+				t.Fatalf("delivery %+v, want Pending with a next attempt", d)
+			}
+			if !d.NextAttemptTime.Time.Equal(tt.want) {
+				t.Fatalf("next attempt at %v, want %v", d.NextAttemptTime.Time, tt.want)
+			}
+			if !d.LastAttemptTime.Time.Equal(started) {
+				t.Fatalf("last attempt at %v, want its start %v", d.LastAttemptTime.Time, started)
 			}
 		})
 	}

@@ -369,7 +369,8 @@ func (r *SubscriptionReconciler) awaitMissingSink(sub *v1alpha1.OfficialAccountS
 		d.Name, next.UTC().Format(time.RFC3339))
 }
 
-// recordAttempt writes an attempt's outcome into the delivery and decides what comes next.
+// recordAttempt writes the outcome of an attempt that began at and has just ended into
+// the delivery, and decides what comes next.
 func (r *SubscriptionReconciler) recordAttempt(ctx context.Context, sub *v1alpha1.OfficialAccountSubscription, d *v1alpha1.SinkDelivery,
 	sink *v1alpha1.SubscriptionSink, at time.Time, err error) {
 	attemptTime := metav1Now(at)
@@ -397,7 +398,10 @@ func (r *SubscriptionReconciler) recordAttempt(ctx context.Context, sub *v1alpha
 	}
 	deliveriesTotal.WithLabelValues(sinkLabel, "retry").Inc()
 	d.LastError = truncate(err.Error())
-	next := metav1Later(at.Add(policy.nextAttemptDelay(d.Attempts, sinks.RetryAfter(err))))
+	// The wait counts from the attempt's end, not its start: an attempt that ran into its
+	// timeout would otherwise be retried at once, and a sink that hangs would get no
+	// backoff until the interval outgrew the timeout.
+	next := metav1Later(r.now().Add(policy.nextAttemptDelay(d.Attempts, sinks.RetryAfter(err))))
 	d.NextAttemptTime = &next
 }
 

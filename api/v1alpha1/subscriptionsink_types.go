@@ -42,7 +42,8 @@ type SubscriptionSinkSpec struct {
 	// +optional
 	NATS *NATSDestination `json:"nats,omitempty"`
 
-	// Retry says how failed deliveries are retried.
+	// Retry says how failed deliveries are retried: InitialInterval after the first failed
+	// attempt ends, doubling up to MaxInterval.
 	// +optional
 	Retry RetryPolicy `json:"retry,omitempty"`
 
@@ -157,8 +158,9 @@ type NATSDestination struct {
 	CreateStream bool `json:"createStream,omitempty"`
 }
 
-// RetryPolicy is exponential backoff: InitialInterval doubling up to MaxInterval, until
-// GiveUpAfter has passed since the first attempt or MaxAttempts were made.
+// RetryPolicy is exponential backoff: InitialInterval doubling up to MaxInterval, each
+// wait counted from the end of the failed attempt, until GiveUpAfter has passed since the
+// first attempt or MaxAttempts were made.
 type RetryPolicy struct {
 	// +kubebuilder:default="1s"
 	// +optional
