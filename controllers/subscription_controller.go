@@ -369,8 +369,8 @@ func (r *SubscriptionReconciler) awaitMissingSink(sub *v1alpha1.OfficialAccountS
 		d.Name, next.UTC().Format(time.RFC3339))
 }
 
-// recordAttempt writes the outcome of an attempt that began at and has just ended into
-// the delivery, and decides what comes next.
+// recordAttempt writes into the delivery the outcome of an attempt that has just ended
+// (it began at the time given), and decides what comes next.
 func (r *SubscriptionReconciler) recordAttempt(ctx context.Context, sub *v1alpha1.OfficialAccountSubscription, d *v1alpha1.SinkDelivery,
 	sink *v1alpha1.SubscriptionSink, at time.Time, err error) {
 	attemptTime := metav1Now(at)
