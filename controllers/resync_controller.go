@@ -214,30 +214,27 @@ func previousAccount(rs *v1alpha1.OfficialAccountResync, account string) v1alpha
 	return v1alpha1.AccountResync{OfficialAccount: account}
 }
 
-// applyTo is the status change the outcome makes.
+// applyTo is the status change the outcome makes. A resync that failed is tried again
+// after resyncRetryAfter, or the interval if that is shorter.
 func (o resyncOutcome) applyTo(rs *v1alpha1.OfficialAccountResync, started time.Time) func(*v1alpha1.OfficialAccountResyncStatus) {
 	return func(st *v1alpha1.OfficialAccountResyncStatus) {
 		gen := rs.Generation
 		interval := resyncInterval(rs)
-		next := started.Add(interval)
+		next := started.Add(min(interval, resyncRetryAfter))
 		st.ObservedGeneration, st.LastHandledResync = gen, rs.Annotations[v1alpha1.AnnotationResyncNow]
 		setCondition(st, v1alpha1.ConditionReconciling, metav1.ConditionFalse, v1alpha1.ReasonResynced, "no resync under way", gen)
 		switch {
 		case o.config != nil:
-			next = started.Add(min(interval, resyncRetryAfter))
-			setCondition(st, v1alpha1.ConditionReady, metav1.ConditionFalse, o.config.reason, o.config.Error(), gen)
-			setCondition(st, v1alpha1.ConditionStalled, metav1.ConditionTrue, o.config.reason, o.config.Error(), gen)
+			setStalled(st, o.config.reason, o.config.Error(), gen)
 		case o.refused != nil:
-			next = started.Add(min(interval, resyncRetryAfter))
-			msg := "Tencent refused the resync, check the secret key, the admin account and that Official Accounts are enabled: " + o.refused.Error()
-			setCondition(st, v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonTencentRefused, truncate(msg), gen)
-			setCondition(st, v1alpha1.ConditionStalled, metav1.ConditionTrue, v1alpha1.ReasonTencentRefused, truncate(msg), gen)
+			setStalled(st, v1alpha1.ReasonTencentRefused, truncate("Tencent refused the resync, check the secret key, "+
+				"the admin account and that Official Accounts are enabled: "+o.refused.Error()), gen)
 		case o.failed > 0:
-			next = started.Add(min(interval, resyncRetryAfter))
 			msg := fmt.Sprintf("%d of %d account(s) failed: %v", o.failed, len(rs.Spec.OfficialAccounts), o.firstErr)
 			setCondition(st, v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonResyncFailed, truncate(msg), gen)
 			meta.RemoveStatusCondition(&st.Conditions, v1alpha1.ConditionStalled)
 		default:
+			next = started.Add(interval)
 			st.LastResyncTime = ptrTime(started)
 			setCondition(st, v1alpha1.ConditionReady, metav1.ConditionTrue, v1alpha1.ReasonResynced,
 				fmt.Sprintf("stored a snapshot of each of %d account(s)", len(o.accounts)), gen)
@@ -271,6 +268,12 @@ func (r *ResyncReconciler) writeStatus(ctx context.Context, rs *v1alpha1.Officia
 
 func setCondition(st *v1alpha1.OfficialAccountResyncStatus, kind string, status metav1.ConditionStatus, reason, msg string, gen int64) {
 	meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: kind, Status: status, Reason: reason, Message: msg, ObservedGeneration: gen})
+}
+
+// setStalled says the resync cannot succeed until something outside the operator changes.
+func setStalled(st *v1alpha1.OfficialAccountResyncStatus, reason, msg string, gen int64) {
+	setCondition(st, v1alpha1.ConditionReady, metav1.ConditionFalse, reason, msg, gen)
+	setCondition(st, v1alpha1.ConditionStalled, metav1.ConditionTrue, reason, msg, gen)
 }
 
 func ptrTime(t time.Time) *metav1.Time {

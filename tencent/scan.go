@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"time"
+
+	"golang.org/x/time/rate"
 )
 
 // Scanner pages through an Official Account's subscribers, paced well under Tencent's
@@ -22,7 +24,7 @@ type Scanner struct {
 	// Scans of one account before its subscribers count as inconsistent (default 3).
 	Scans int
 
-	last time.Time
+	pace *rate.Limiter
 }
 
 // Scan is an Official Account's subscribers as one complete pass saw them.
@@ -128,16 +130,16 @@ func (s *Scanner) page(ctx context.Context, account, next string) (*SubscriberPa
 	return nil, attempts, fmt.Errorf("gave up after %d attempts: %w", attempts, err)
 }
 
+// waitTurn waits until the pace allows the next call.
 func (s *Scanner) waitTurn(ctx context.Context) error {
-	pace := s.Pace
-	if pace <= 0 {
-		pace = 50 * time.Millisecond
+	if s.pace == nil {
+		pace := s.Pace
+		if pace <= 0 {
+			pace = 50 * time.Millisecond
+		}
+		s.pace = rate.NewLimiter(rate.Every(pace), 1)
 	}
-	if err := sleep(ctx, time.Until(s.last.Add(pace))); err != nil {
-		return err
-	}
-	s.last = time.Now()
-	return nil
+	return s.pace.Wait(ctx)
 }
 
 func (s *Scanner) backoff(attempt int) time.Duration {
