@@ -152,6 +152,24 @@ func TestTheAPIServerEnforcesTheCRDRules(t *testing.T) {
 					OfficialAccount: "@TOA#_a", Subscribers: []string{}, EventTime: 1, ReceivedTime: metav1.Now()}},
 			wantErr: "snapshot is set on Snapshot events and only on them",
 		},
+		"an AccountDestroyed event that names subscribers": {
+			obj: &v1alpha1.OfficialAccountSubscription{ObjectMeta: metav1.ObjectMeta{Name: "destroyed-with-some", Namespace: "default"},
+				Spec: v1alpha1.OfficialAccountSubscriptionSpec{SDKAppID: "1", CallbackCommand: "c", Action: v1alpha1.ActionAccountDestroyed,
+					OfficialAccount: "@TOA#_a", Subscribers: []string{"a"}, SubscriberCount: 1, EventTime: 1, ReceivedTime: metav1.Now()}},
+			wantErr: "an AccountDestroyed event names no subscribers",
+		},
+		"a resync endpoint over plain http beyond the loopback address": {
+			obj: &v1alpha1.OfficialAccountResync{ObjectMeta: metav1.ObjectMeta{Name: "plain", Namespace: "default"},
+				Spec: v1alpha1.OfficialAccountResyncSpec{SDKAppID: "1400000000", Endpoint: "http://console.tim.qq.com",
+					OfficialAccounts: []string{"@TOA#_a"}}},
+			wantErr: "endpoint must be https",
+		},
+		"a resync endpoint with a query": {
+			obj: &v1alpha1.OfficialAccountResync{ObjectMeta: metav1.ObjectMeta{Name: "query", Namespace: "default"},
+				Spec: v1alpha1.OfficialAccountResyncSpec{SDKAppID: "1400000000", Endpoint: "https://console.tim.qq.com/?usersig=x",
+					OfficialAccounts: []string{"@TOA#_a"}}},
+			wantErr: "endpoint must carry no user, query or fragment",
+		},
 		"a resync with both a region and an endpoint": {
 			obj: &v1alpha1.OfficialAccountResync{ObjectMeta: metav1.ObjectMeta{Name: "both", Namespace: "default"},
 				Spec: v1alpha1.OfficialAccountResyncSpec{SDKAppID: "1400000000", Region: "singapore", Endpoint: "https://example.com",
@@ -214,6 +232,8 @@ func TestTheAPIServerKeepsAStoredEventAsSent(t *testing.T) {
 		"optPlatform changed":     {withOptional: true, change: func(s *v1alpha1.OfficialAccountSubscriptionSpec) { s.OptPlatform = "Web" }, wantErr: "field is immutable"},
 		"operatorAccount added":   {change: func(s *v1alpha1.OfficialAccountSubscriptionSpec) { s.OperatorAccount = "x" }, wantErr: "optional fields are immutable"},
 		"clientIP added":          {change: func(s *v1alpha1.OfficialAccountSubscriptionSpec) { s.ClientIP = "10.0.0.1" }, wantErr: "optional fields are immutable"},
+		"ownerAccount added":      {change: func(s *v1alpha1.OfficialAccountSubscriptionSpec) { s.OwnerAccount = "x" }, wantErr: "optional fields are immutable"},
+		"accountName added":       {change: func(s *v1alpha1.OfficialAccountSubscriptionSpec) { s.AccountName = "x" }, wantErr: "optional fields are immutable"},
 		"optPlatform removed":     {withOptional: true, change: func(s *v1alpha1.OfficialAccountSubscriptionSpec) { s.OptPlatform = "" }, wantErr: "optional fields are immutable"},
 		"the spec left as it was": {withOptional: true, change: func(*v1alpha1.OfficialAccountSubscriptionSpec) {}},
 	}

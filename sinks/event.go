@@ -12,10 +12,14 @@ import (
 const cloudEventsSpecVersion = "1.0"
 
 // cloudEventType names the event kind for consumers to route on: ...subscribed,
-// ...unsubscribed, and ...snapshot for a resync's listing.
+// ...unsubscribed, ...snapshot for a resync's listing, ...destroyed for an account that
+// no longer exists.
 func cloudEventType(action v1alpha1.Action) string {
-	if action == v1alpha1.ActionSnapshot {
+	switch action {
+	case v1alpha1.ActionSnapshot:
 		return "dev.chat-operators.officialaccount.snapshot"
+	case v1alpha1.ActionAccountDestroyed:
+		return "dev.chat-operators.officialaccount.destroyed"
 	}
 	return "dev.chat-operators.officialaccount." + strings.ToLower(string(action)) + "d"
 }
@@ -33,10 +37,29 @@ func cloudEventData(event *v1alpha1.OfficialAccountSubscription) ([]byte, error)
 }
 
 // tencentBody rebuilds the callback body as Tencent sent it, for destinations that
-// already speak Tencent's protocol.
+// already speak Tencent's protocol. A destroyed account's body has Owner_Account and Name
+// instead of Operator_Account and SubscribeAccountList. A snapshot, which Tencent never
+// sends, carries its place in the snapshot as Snapshot {ID, Part, Parts, SubscriberNum},
+// so that a receiver can assemble the parts.
 func tencentBody(event *v1alpha1.OfficialAccountSubscription) ([]byte, error) {
+	spec := event.Spec
+	if spec.Action == v1alpha1.ActionAccountDestroyed {
+		return json.Marshal(struct {
+			CallbackCommand string `json:"CallbackCommand"`
+			OfficialAccount string `json:"Official_Account"`
+			OwnerAccount    string `json:"Owner_Account"`
+			Name            string `json:"Name"`
+			EventTime       int64  `json:"EventTime"`
+		}{spec.CallbackCommand, spec.OfficialAccount, spec.OwnerAccount, spec.AccountName, spec.EventTime})
+	}
 	type subscriber struct {
 		SubscriberAccount string `json:"Subscriber_Account"`
+	}
+	type snapshot struct {
+		ID            string `json:"ID"`
+		Part          int32  `json:"Part"`
+		Parts         int32  `json:"Parts"`
+		SubscriberNum int32  `json:"SubscriberNum"`
 	}
 	body := struct {
 		CallbackCommand      string       `json:"CallbackCommand"`
@@ -44,14 +67,19 @@ func tencentBody(event *v1alpha1.OfficialAccountSubscription) ([]byte, error) {
 		OperatorAccount      string       `json:"Operator_Account"`
 		SubscribeAccountList []subscriber `json:"SubscribeAccountList"`
 		EventTime            int64        `json:"EventTime"`
+		Snapshot             *snapshot    `json:"Snapshot,omitempty"`
 	}{
-		CallbackCommand: event.Spec.CallbackCommand,
-		OfficialAccount: event.Spec.OfficialAccount,
-		OperatorAccount: event.Spec.OperatorAccount,
-		EventTime:       event.Spec.EventTime,
+		CallbackCommand:      spec.CallbackCommand,
+		OfficialAccount:      spec.OfficialAccount,
+		OperatorAccount:      spec.OperatorAccount,
+		SubscribeAccountList: []subscriber{},
+		EventTime:            spec.EventTime,
 	}
-	for _, s := range event.Spec.Subscribers {
+	for _, s := range spec.Subscribers {
 		body.SubscribeAccountList = append(body.SubscribeAccountList, subscriber{SubscriberAccount: s})
+	}
+	if snap := spec.Snapshot; snap != nil {
+		body.Snapshot = &snapshot{ID: snap.ID, Part: snap.Part, Parts: snap.Parts, SubscriberNum: snap.Subscribers}
 	}
 	return json.Marshal(body)
 }

@@ -210,3 +210,63 @@ func TestHTTPDeliverTrustsTheCABundle(t *testing.T) {
 		t.Fatalf("with the caBundle: %v", err)
 	}
 }
+
+// A destroyed account goes out as Tencent sent it: Owner_Account and Name, no list.
+func TestHTTPDeliverTencentFormatResendsADestroyedAccount(t *testing.T) {
+	srv, got, body := record(t, http.StatusOK, nil)
+	sink, err := NewHTTP(&v1alpha1.HTTPDestination{URL: srv.URL, Format: v1alpha1.HTTPFormatTencent}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	event := &v1alpha1.OfficialAccountSubscription{
+		ObjectMeta: metav1.ObjectMeta{Name: "oasub-destroyed"},
+		Spec: v1alpha1.OfficialAccountSubscriptionSpec{SDKAppID: "1400000000", CallbackCommand: "OfficialAccount.CallbackAfterOfficialAccountDestroyed",
+			Action: v1alpha1.ActionAccountDestroyed, OfficialAccount: "@TOA#_test_for_penn", OwnerAccount: "107867", AccountName: "penn",
+			Subscribers: []string{}, EventTime: 1670574500000},
+	}
+	if err := sink.Deliver(context.Background(), event); err != nil {
+		t.Fatal(err)
+	}
+	var gotBody, want any
+	_ = json.Unmarshal(*body, &gotBody)
+	_ = json.Unmarshal(testenv.Fixture("after-official-account-destroyed.json"), &want)
+	gotJSON, _ := json.Marshal(gotBody)
+	wantJSON, _ := json.Marshal(want)
+	if string(gotJSON) != string(wantJSON) {
+		t.Fatalf("body = %s\nwant %s", gotJSON, wantJSON)
+	}
+	if got.Header.Get("Idempotency-Key") != "oasub-destroyed" {
+		t.Fatalf("Idempotency-Key %q", got.Header.Get("Idempotency-Key"))
+	}
+}
+
+// A snapshot's part says which part of which snapshot it is, so that a receiver of the
+// Tencent format can assemble it.
+func TestHTTPDeliverTencentFormatCarriesTheSnapshotsPlace(t *testing.T) {
+	srv, _, body := record(t, http.StatusOK, nil)
+	sink, err := NewHTTP(&v1alpha1.HTTPDestination{URL: srv.URL, Format: v1alpha1.HTTPFormatTencent}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	event := sampleEvent()
+	event.Spec.Action, event.Spec.CallbackCommand, event.Spec.OperatorAccount = v1alpha1.ActionSnapshot, v1alpha1.CommandSnapshot, ""
+	event.Spec.Snapshot = &v1alpha1.SnapshotPart{ID: "oasnap-1", Part: 2, Parts: 3, Subscribers: 1002}
+	if err := sink.Deliver(context.Background(), event); err != nil {
+		t.Fatal(err)
+	}
+	var got struct {
+		CallbackCommand      string
+		SubscribeAccountList []map[string]string
+		Snapshot             struct {
+			ID                         string
+			Part, Parts, SubscriberNum int32
+		}
+	}
+	if err := json.Unmarshal(*body, &got); err != nil {
+		t.Fatal(err)
+	}
+	if got.Snapshot.ID != "oasnap-1" || got.Snapshot.Part != 2 || got.Snapshot.Parts != 3 || got.Snapshot.SubscriberNum != 1002 ||
+		len(got.SubscribeAccountList) != 2 || got.CallbackCommand != v1alpha1.CommandSnapshot {
+		t.Fatalf("body %s", *body)
+	}
+}

@@ -117,8 +117,11 @@ func (p *Postgres) Deliver(ctx context.Context, event *v1alpha1.OfficialAccountS
 	if err := p.ensureTable(ctx, table); err != nil {
 		return err
 	}
-	if event.Spec.Action == v1alpha1.ActionSnapshot {
+	switch event.Spec.Action {
+	case v1alpha1.ActionSnapshot:
 		return p.deliverSnapshotPart(ctx, event)
+	case v1alpha1.ActionAccountDestroyed:
+		return p.deliverDestroyed(ctx, event)
 	}
 	upsert := fmt.Sprintf(`INSERT INTO %[1]s AS t
   (sdk_app_id, official_account, subscriber, subscribed, event_time, operator, event_id, updated_at)
@@ -143,7 +146,7 @@ func (p *Postgres) ensureTable(ctx context.Context, table string) error {
 	if p.created {
 		return nil
 	}
-	for _, ddl := range []string{PostgresTableDDL(table), PostgresSnapshotPartsDDL(p.snapshotPartsTable())} {
+	for _, ddl := range []string{PostgresTableDDL(table), PostgresSnapshotPartsDDL(p.snapshotPartsTable()), PostgresAccountsDDL(p.accountsTable())} {
 		if _, err := p.pool.Exec(ctx, ddl); err != nil {
 			return classifyPostgresError(err)
 		}

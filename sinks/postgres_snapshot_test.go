@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/chat-operators/officialaccount-operator/api/v1alpha1"
+	"github.com/jackc/pgx/v5"
 )
 
 // snapshotPart is part i of n of snapshot id, taken at t, listing subscribers.
@@ -102,5 +103,125 @@ func TestPostgresSnapshotPartsDeliveredAtOnce(t *testing.T) {
 	}
 	if r := readRow(t, conn, "gone"); r.Subscribed {
 		t.Fatal("the snapshot was never applied: every part counted without the others")
+	}
+}
+
+// hasRow tells whether the table has a row for the subscriber.
+func hasRow(t *testing.T, conn *pgx.Conn, subscriber string) bool {
+	t.Helper()
+	var n int
+	if err := conn.QueryRow(context.Background(), `SELECT count(*) FROM officialaccount_subscribers WHERE subscriber = $1`, subscriber).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n > 0
+}
+
+// An older snapshot applied after a newer one (both retried after an outage) changes
+// nothing: not a row the newer one unsubscribed, not a member without a row.
+func TestPostgresSkipsASnapshotOlderThanTheLastApplied(t *testing.T) {
+	pg := startPostgres(t)
+	sink := newPostgresSink(t, pg)
+	conn := connect(t, pg)
+	ctx := context.Background()
+	older, newer := time.UnixMilli(1_700_000_000_000), time.UnixMilli(1_700_000_600_000)
+	if err := sink.Deliver(ctx, pgEvent("bob-in", v1alpha1.ActionSubscribe, older.Add(-time.Hour).UnixMilli(), "bob")); err != nil {
+		t.Fatal(err)
+	}
+	// The newer listing: alice alone; bob left.
+	if err := sink.Deliver(ctx, snapshotPart("oasnap-new", newer, 1, 1, 1, "alice")); err != nil {
+		t.Fatal(err)
+	}
+	// The older one still lists bob, and carol, who left before the newer one.
+	for part, who := range []string{"bob", "carol"} {
+		if err := sink.Deliver(ctx, snapshotPart("oasnap-old", older, int32(part+1), 2, 2, who)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if r := readRow(t, conn, "bob"); r.Subscribed || r.EventID != "oasnap-new" {
+		t.Errorf("bob: subscribed %v by %s; the newer snapshot unsubscribed him", r.Subscribed, r.EventID)
+	}
+	if hasRow(t, conn, "carol") {
+		t.Error("the older snapshot added carol, whom the newer one does not list")
+	}
+	var parts int
+	if err := conn.QueryRow(ctx, "SELECT count(*) FROM officialaccount_subscribers_snapshot_parts").Scan(&parts); err != nil {
+		t.Fatal(err)
+	}
+	if parts != 0 {
+		t.Errorf("%d parts of the skipped snapshot kept", parts)
+	}
+}
+
+// A part delivered again with other members (a resync retried after a crash stored it
+// anew) adds them: nobody either delivery listed is taken for gone.
+func TestPostgresTakesTheUnionOfAPartDeliveredTwice(t *testing.T) {
+	pg := startPostgres(t)
+	sink := newPostgresSink(t, pg)
+	conn := connect(t, pg)
+	ctx := context.Background()
+	at := time.UnixMilli(1_700_000_000_000)
+	for _, who := range []string{"alice", "bob"} {
+		if err := sink.Deliver(ctx, pgEvent(who+"-in", v1alpha1.ActionSubscribe, at.Add(-time.Hour).UnixMilli(), who)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, ev := range []*v1alpha1.OfficialAccountSubscription{
+		snapshotPart("oasnap-3", at, 1, 2, 2, "alice"),
+		snapshotPart("oasnap-3", at, 1, 2, 2, "bob"), // the same part, stored again after a crash
+		snapshotPart("oasnap-3", at, 2, 2, 2),
+	} {
+		if err := sink.Deliver(ctx, ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, who := range []string{"alice", "bob"} {
+		if r := readRow(t, conn, who); !r.Subscribed {
+			t.Errorf("%s was unsubscribed by %s, though a delivery of part 1 listed them", who, r.EventID)
+		}
+	}
+}
+
+// An AccountDestroyed event unsubscribes every older row of the account in one statement;
+// a newer event still wins, and an older snapshot cannot bring anyone back.
+func TestPostgresAppliesADestroyedAccount(t *testing.T) {
+	pg := startPostgres(t)
+	sink := newPostgresSink(t, pg)
+	conn := connect(t, pg)
+	ctx := context.Background()
+	destroyedAt := time.UnixMilli(1_700_000_000_000)
+	before, after := destroyedAt.Add(-time.Minute).UnixMilli(), destroyedAt.Add(time.Minute).UnixMilli()
+	for _, ev := range []*v1alpha1.OfficialAccountSubscription{
+		pgEvent("alice-in", v1alpha1.ActionSubscribe, before, "alice", "bob"),
+		pgEvent("carol-in", v1alpha1.ActionSubscribe, after, "carol"), // a newer event: the account was made anew
+	} {
+		if err := sink.Deliver(ctx, ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	destroyed := pgEvent("destroyed", v1alpha1.ActionAccountDestroyed, destroyedAt.UnixMilli())
+	destroyed.Spec.CallbackCommand, destroyed.Spec.OperatorAccount, destroyed.Spec.OwnerAccount =
+		"OfficialAccount.CallbackAfterOfficialAccountDestroyed", "", "owner"
+	if err := sink.Deliver(ctx, destroyed); err != nil {
+		t.Fatal(err)
+	}
+	if err := sink.Deliver(ctx, snapshotPart("oasnap-4", destroyedAt.Add(-time.Second), 1, 1, 2, "alice", "dave")); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		subscriber     string
+		wantSubscribed bool
+		wantEventID    string
+	}{
+		{"alice", false, "destroyed"},
+		{"bob", false, "destroyed"},
+		{"carol", true, "carol-in"},
+	}
+	for _, tt := range tests {
+		if r := readRow(t, conn, tt.subscriber); r.Subscribed != tt.wantSubscribed || r.EventID != tt.wantEventID {
+			t.Errorf("%s: subscribed %v by %s, want %v by %s", tt.subscriber, r.Subscribed, r.EventID, tt.wantSubscribed, tt.wantEventID)
+		}
+	}
+	if hasRow(t, conn, "dave") {
+		t.Error("a snapshot older than the destruction added dave")
 	}
 }

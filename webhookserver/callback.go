@@ -15,6 +15,9 @@ import (
 const (
 	CommandAfterAddSubscriber    = "OfficialAccount.CallbackAfterAddSubscriber"
 	CommandAfterDeleteSubscriber = "OfficialAccount.CallbackAfterDeleteSubscriber"
+	// CommandAfterAccountDestroyed ends every subscription to the account. Whether Tencent
+	// also sends an unsubscribe per member is not documented; if it does, those repeat it.
+	CommandAfterAccountDestroyed = "OfficialAccount.CallbackAfterOfficialAccountDestroyed"
 )
 
 // Tencent's documented limits on IDs (protocol.md, "Identifiers"), and bounds on the query
@@ -26,6 +29,8 @@ const (
 	maxUserIDBytes          = 32
 	maxClientIPBytes        = 45
 	maxOptPlatformBytes     = 32
+	// Tencent documents no limit on an account's Name; this is far beyond any display name.
+	maxAccountNameBytes = 1024
 )
 
 // actionFor returns the action a command stores, or false for commands that are only
@@ -36,6 +41,8 @@ func actionFor(command string) (v1alpha1.Action, bool) {
 		return v1alpha1.ActionSubscribe, true
 	case CommandAfterDeleteSubscriber:
 		return v1alpha1.ActionUnsubscribe, true
+	case CommandAfterAccountDestroyed:
+		return v1alpha1.ActionAccountDestroyed, true
 	}
 	return "", false
 }
@@ -66,12 +73,16 @@ func parseQuery(q url.Values) queryParams {
 	}
 }
 
-// callbackBody is the JSON body of the subscriber callbacks. Both commands use the same
-// field names; other commands are only read as far as CallbackCommand.
+// callbackBody is the JSON body of the callbacks stored. The subscriber callbacks use the
+// same field names; the destroyed callback has Owner_Account and Name instead of
+// Operator_Account and SubscribeAccountList. Other commands are only read as far as
+// CallbackCommand.
 type callbackBody struct {
 	CallbackCommand      string `json:"CallbackCommand"`
 	OfficialAccount      string `json:"Official_Account"`
 	OperatorAccount      string `json:"Operator_Account"`
+	OwnerAccount         string `json:"Owner_Account"`
+	Name                 string `json:"Name"`
 	SubscribeAccountList []struct {
 		SubscriberAccount string `json:"Subscriber_Account"`
 	} `json:"SubscribeAccountList"`
@@ -85,6 +96,8 @@ type Callback struct {
 	Action          v1alpha1.Action
 	OfficialAccount string
 	OperatorAccount string
+	OwnerAccount    string // AccountDestroyed only
+	AccountName     string // AccountDestroyed only
 	Subscribers     []string
 	EventTime       int64
 	ClientIP        string
@@ -136,8 +149,12 @@ func parseCallback(q queryParams, body []byte) (cb Callback, ok bool, err error)
 		ClientIP:        q.ClientIP,
 		OptPlatform:     q.OptPlatform,
 	}
-	for _, s := range b.SubscribeAccountList {
-		cb.Subscribers = append(cb.Subscribers, s.SubscriberAccount)
+	if action == v1alpha1.ActionAccountDestroyed {
+		cb.OwnerAccount, cb.AccountName = b.OwnerAccount, b.Name
+	} else {
+		for _, s := range b.SubscribeAccountList {
+			cb.Subscribers = append(cb.Subscribers, s.SubscriberAccount)
+		}
 	}
 	if b.EventTime != nil {
 		cb.EventTime = *b.EventTime
@@ -158,7 +175,11 @@ func validateCallback(cb Callback, hasEventTime bool) *requestError {
 		return badRequest("Official_Account has characters outside printable ASCII")
 	case len(cb.OperatorAccount) > maxUserIDBytes:
 		return badRequest("Operator_Account is %d bytes; Tencent allows at most %d", len(cb.OperatorAccount), maxUserIDBytes)
-	case len(cb.Subscribers) == 0:
+	case len(cb.OwnerAccount) > maxUserIDBytes:
+		return badRequest("Owner_Account is %d bytes; Tencent allows at most %d", len(cb.OwnerAccount), maxUserIDBytes)
+	case len(cb.AccountName) > maxAccountNameBytes:
+		return badRequest("Name is %d bytes; at most %d are accepted", len(cb.AccountName), maxAccountNameBytes)
+	case len(cb.Subscribers) == 0 && cb.Action != v1alpha1.ActionAccountDestroyed:
 		return badRequest("SubscribeAccountList is empty")
 	case !hasEventTime || cb.EventTime <= 0:
 		return badRequest("EventTime is missing or not a positive Unix time in milliseconds")

@@ -35,6 +35,29 @@ func TestParseCallbackReadsTheSeedSample(t *testing.T) {
 	}
 }
 
+// A destroyed account is stored with no subscribers, whatever the body lists.
+func TestParseCallbackReadsADestroyedAccount(t *testing.T) {
+	q := seedQuery()
+	q.CallbackCommand = CommandAfterAccountDestroyed
+	cb, handled, err := parseCallback(q, testenv.Fixture("after-official-account-destroyed.json"))
+	if err != nil || !handled {
+		t.Fatalf("parseCallback = handled %v, %v", handled, err)
+	}
+	want := Callback{
+		SDKAppID: "1400000000", Command: CommandAfterAccountDestroyed, Action: v1alpha1.ActionAccountDestroyed,
+		OfficialAccount: "@TOA#_test_for_penn", OwnerAccount: "107867", AccountName: "penn",
+		EventTime: 1670574500000, ClientIP: "127.0.0.1", OptPlatform: "RESTAPI",
+	}
+	if fmt.Sprint(cb) != fmt.Sprint(want) {
+		t.Fatalf("got %+v\nwant %+v", cb, want)
+	}
+	objs := subscriptionsFor(cb, "events", metav1.Now())
+	if len(objs) != 1 || objs[0].Spec.Subscribers == nil || len(objs[0].Spec.Subscribers) != 0 || objs[0].Spec.OwnerAccount != "107867" ||
+		objs[0].Labels[v1alpha1.LabelAction] != string(v1alpha1.ActionAccountDestroyed) {
+		t.Fatalf("stored as %+v", objs)
+	}
+}
+
 func TestParseCallback(t *testing.T) {
 	body := func(fields string) []byte {
 		return []byte(`{"CallbackCommand":"OfficialAccount.CallbackAfterAddSubscriber",` + fields + `}`)
@@ -72,6 +95,10 @@ func TestParseCallback(t *testing.T) {
 		{name: "an IPv6 ClientIP of 45 bytes", query: queryParams{ClientIP: "0000:0000:0000:0000:0000:ffff:255.255.255.255"}, body: body(valid), wantHandled: true},
 		{name: "a ClientIP of 46 bytes", query: queryParams{ClientIP: strings.Repeat("1", 46)}, body: body(valid), wantErr: "ClientIP is 46 bytes"},
 		{name: "an OptPlatform of 33 bytes", query: queryParams{OptPlatform: strings.Repeat("p", 33)}, body: body(valid), wantErr: "OptPlatform is 33 bytes"},
+		{name: "an account destroyed, in Tencent's shape", body: testenv.Fixture("after-official-account-destroyed.json"), wantHandled: true},
+		{name: "an account destroyed without EventTime", body: []byte(`{"CallbackCommand":"` + CommandAfterAccountDestroyed + `","Official_Account":"a"}`), wantErr: "EventTime is missing"},
+		{name: "an account destroyed, Owner_Account of 33 bytes", body: []byte(`{"CallbackCommand":"` + CommandAfterAccountDestroyed + `","Official_Account":"a","Owner_Account":"` + strings.Repeat("o", 33) + `","EventTime":1}`), wantErr: "Owner_Account is 33 bytes"},
+		{name: "an account destroyed, Name of 1025 bytes", body: []byte(`{"CallbackCommand":"` + CommandAfterAccountDestroyed + `","Official_Account":"a","Name":"` + strings.Repeat("n", 1025) + `","EventTime":1}`), wantErr: "Name is 1025 bytes"},
 		{name: "EventTime beyond int32", body: body(`"Official_Account":"a","SubscribeAccountList":[{"Subscriber_Account":"u"}],"EventTime":9007199254740993`), wantHandled: true},
 	}
 	for _, tt := range tests {

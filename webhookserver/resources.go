@@ -24,6 +24,12 @@ func eventName(cb Callback) string {
 	field(cb.OfficialAccount)
 	field(cb.OperatorAccount)
 	field(strconv.FormatInt(cb.EventTime, 10))
+	// Only the destroyed callback has these; leaving them out otherwise keeps the names
+	// of subscriber events as they were.
+	if cb.OwnerAccount != "" || cb.AccountName != "" {
+		field(cb.OwnerAccount)
+		field(cb.AccountName)
+	}
 	subscribers := slices.Clone(cb.Subscribers)
 	slices.Sort(subscribers)
 	for _, s := range slices.Compact(subscribers) {
@@ -47,6 +53,9 @@ func subscriptionsFor(cb Callback, namespace string, received metav1.Time) []*v1
 	name := eventName(cb)
 	accountHash := OfficialAccountHash(cb.OfficialAccount)
 	chunks := slices.Collect(slices.Chunk(cb.Subscribers, v1alpha1.MaxSubscribersPerResource))
+	if len(chunks) == 0 {
+		chunks = [][]string{{}} // AccountDestroyed names no subscribers
+	}
 	objs := make([]*v1alpha1.OfficialAccountSubscription, 0, len(chunks))
 	for i, subscribers := range chunks {
 		obj := &v1alpha1.OfficialAccountSubscription{
@@ -65,6 +74,8 @@ func subscriptionsFor(cb Callback, namespace string, received metav1.Time) []*v1
 				Action:          cb.Action,
 				OfficialAccount: cb.OfficialAccount,
 				OperatorAccount: cb.OperatorAccount,
+				OwnerAccount:    cb.OwnerAccount,
+				AccountName:     cb.AccountName,
 				Subscribers:     subscribers,
 				SubscriberCount: int32(len(subscribers)),
 				EventTime:       cb.EventTime,

@@ -24,6 +24,23 @@ const (
 	ReasonResyncFailed   = "ResyncFailed"
 	ReasonTencentRefused = "TencentRefused"
 	ReasonSuspended      = "Suspended"
+	// ReasonEndpointNotAllowed: spec.endpoint is neither Tencent's REST domain over https
+	// nor in --tencent-rest-endpoints; no call is made, since every call carries the
+	// app's admin UserSig.
+	ReasonEndpointNotAllowed = "EndpointNotAllowed"
+	// ReasonAccountDestroyed: Tencent answered 130004 for an account whose
+	// AccountDestroyed callback was stored.
+	ReasonAccountDestroyed = "AccountDestroyed"
+)
+
+// AccountResyncState is how an account's last resync ended.
+// +kubebuilder:validation:Enum=Resynced;Failed;Destroyed
+type AccountResyncState string
+
+const (
+	AccountResynced  AccountResyncState = "Resynced"
+	AccountFailed    AccountResyncState = "Failed"
+	AccountDestroyed AccountResyncState = "Destroyed"
 )
 
 // OfficialAccountResyncSpec names the Official Accounts to resync and how to call
@@ -40,9 +57,16 @@ type OfficialAccountResyncSpec struct {
 	// +optional
 	Region string `json:"region,omitempty"`
 
-	// Endpoint is the REST API's base URL instead of a region's, e.g. a backup domain or a
-	// local stand-in (http://127.0.0.1:8092 for `go run ./hack/fake-tencent-rest`).
+	// Endpoint is the REST API's base URL instead of a region's, e.g. a backup domain
+	// (https://adminapisgp.my-imcloud.com). Every call carries the app's admin UserSig, so
+	// the operator calls only https URLs of Tencent's REST domains (*.tim.qq.com,
+	// *.im.qcloud.com, *.my-imcloud.com) and those its --tencent-rest-endpoints flag lists
+	// (a local stand-in: http://127.0.0.1:8092 for `go run ./hack/fake-tencent-rest`);
+	// another is Stalled with reason EndpointNotAllowed, without a call.
+	// +kubebuilder:validation:MaxLength=256
 	// +kubebuilder:validation:XValidation:rule="isURL(self) && (self.startsWith('https://') || self.startsWith('http://'))",message="endpoint must be an absolute http:// or https:// URL"
+	// +kubebuilder:validation:XValidation:rule="!isURL(self) || url(self).getScheme() == 'https' || url(self).getHostname() in ['127.0.0.1', 'localhost', '::1']",message="endpoint must be https: every call carries the app's admin UserSig (plain http only to a stand-in on the loopback address)"
+	// +kubebuilder:validation:XValidation:rule="!isURL(self) || (url(self).getQuery().size() == 0 && !self.contains('@') && !self.contains('#'))",message="endpoint must carry no user, query or fragment"
 	// +optional
 	Endpoint string `json:"endpoint,omitempty"`
 
@@ -74,10 +98,31 @@ type OfficialAccountResyncSpec struct {
 	Suspend bool `json:"suspend,omitempty"`
 }
 
-// AccountResync is the last resync of one Official Account.
+// AccountResync is the last resync of one Official Account. Each account keeps its own
+// schedule: one that fails is retried on its own backoff, the others at their interval.
 type AccountResync struct {
 	// OfficialAccount is the account's user ID.
 	OfficialAccount string `json:"officialAccount"`
+
+	// State of the last resync: Resynced, Failed, or Destroyed (Tencent no longer knows
+	// the account, and its AccountDestroyed callback was stored).
+	// +optional
+	State AccountResyncState `json:"state,omitempty"`
+
+	// NextResyncTime is when the account is resynced next: an interval after its last
+	// resync ended, or its backoff after a failure.
+	// +optional
+	NextResyncTime *metav1.Time `json:"nextResyncTime,omitempty"`
+
+	// Failures in a row, which the backoff grows with; 0 after a success.
+	// +optional
+	Failures int32 `json:"failures,omitempty"`
+
+	// InProgress is the snapshot being stored, recorded before its first part: a resync
+	// that stops before the last part (a crash, an API error) is retried with the same
+	// time and id, so that the snapshot completes rather than being left in part.
+	// +optional
+	InProgress *SnapshotInProgress `json:"inProgress,omitempty"`
 
 	// LastResyncTime is when the last complete listing began: the snapshot's time.
 	// +optional
@@ -113,6 +158,17 @@ type AccountResync struct {
 	LastErrorTime *metav1.Time `json:"lastErrorTime,omitempty"`
 }
 
+// SnapshotInProgress is a snapshot whose parts are not all stored yet.
+type SnapshotInProgress struct {
+	// Snapshot is the id of its events' spec.snapshot.
+	Snapshot string `json:"snapshot"`
+	// EventTime is the snapshot's time T in Unix milliseconds, its events' eventTime.
+	EventTime int64 `json:"eventTime"`
+	// Parts it is stored in.
+	// +kubebuilder:validation:Minimum=1
+	Parts int32 `json:"parts"`
+}
+
 // OfficialAccountResyncStatus is what the operator last did.
 type OfficialAccountResyncStatus struct {
 	// ObservedGeneration is the generation the status is about.
@@ -125,11 +181,26 @@ type OfficialAccountResyncStatus struct {
 	// +listMapKey=officialAccount
 	Accounts []AccountResync `json:"accounts,omitempty"`
 
-	// LastResyncTime is when the last resync of every account began.
+	// ResyncedAccounts, FailingAccounts and DestroyedAccounts count the accounts by the
+	// state of their last resync.
+	// +optional
+	ResyncedAccounts int32 `json:"resyncedAccounts"`
+	// +optional
+	FailingAccounts int32 `json:"failingAccounts"`
+	// +optional
+	DestroyedAccounts int32 `json:"destroyedAccounts,omitempty"`
+
+	// SecretsVersion is the resourceVersions of the Secrets as the last resync read them:
+	// a resync stalled on its credentials is tried again as soon as they change.
+	// +optional
+	SecretsVersion string `json:"secretsVersion,omitempty"`
+
+	// LastResyncTime is the oldest of the accounts' last resyncs (destroyed ones aside):
+	// every account was resynced at least as recently.
 	// +optional
 	LastResyncTime *metav1.Time `json:"lastResyncTime,omitempty"`
 
-	// NextResyncTime is when the next one is due.
+	// NextResyncTime is when the next account is due.
 	// +optional
 	NextResyncTime *metav1.Time `json:"nextResyncTime,omitempty"`
 
@@ -137,8 +208,9 @@ type OfficialAccountResyncStatus struct {
 	// +optional
 	LastHandledResync string `json:"lastHandledResync,omitempty"`
 
-	// Conditions: Ready (every account resynced), Reconciling (a resync under way),
-	// Stalled (Tencent refused the credentials or the service: retrying cannot help).
+	// Conditions: Ready (every account resynced or destroyed; its message names those
+	// failing), Reconciling (a resync under way), Stalled (the configuration or the
+	// credentials are wrong, or Tencent refused the service: retrying cannot help).
 	// +optional
 	// +listType=map
 	// +listMapKey=type
@@ -153,6 +225,9 @@ type OfficialAccountResyncStatus struct {
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:shortName=oaresync,categories=officialaccount
+// +kubebuilder:printcolumn:name="Resynced",type=integer,JSONPath=`.status.resyncedAccounts`,description="Accounts whose last resync succeeded"
+// +kubebuilder:printcolumn:name="Failing",type=integer,JSONPath=`.status.failingAccounts`,description="Accounts whose last resync failed (see status.accounts)"
+// +kubebuilder:printcolumn:name="Destroyed",type=integer,JSONPath=`.status.destroyedAccounts`,priority=1,description="Accounts Tencent destroyed"
 // +kubebuilder:printcolumn:name="Last Resync",type=date,JSONPath=`.status.lastResyncTime`
 // +kubebuilder:printcolumn:name="Next Resync",type=string,JSONPath=`.status.nextResyncTime`,description="When the next resync is due (a time ahead, so not shown as an age)"
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`

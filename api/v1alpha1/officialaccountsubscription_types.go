@@ -4,9 +4,10 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
-// Action says whether members subscribed to or unsubscribed from an Official Account, or
-// (Snapshot) lists all its subscribers as a resync found them.
-// +kubebuilder:validation:Enum=Subscribe;Unsubscribe;Snapshot
+// Action says whether members subscribed to or unsubscribed from an Official Account,
+// (Snapshot) lists all its subscribers as a resync found them, or (AccountDestroyed) says
+// the account was destroyed, which ends every subscription to it.
+// +kubebuilder:validation:Enum=Subscribe;Unsubscribe;Snapshot;AccountDestroyed
 type Action string
 
 const (
@@ -14,6 +15,9 @@ const (
 	ActionSubscribe Action = "Subscribe"
 	// ActionUnsubscribe comes from OfficialAccount.CallbackAfterDeleteSubscriber.
 	ActionUnsubscribe Action = "Unsubscribe"
+	// ActionAccountDestroyed comes from OfficialAccount.CallbackAfterOfficialAccountDestroyed.
+	// It names no subscribers: every member of the account is no longer subscribed.
+	ActionAccountDestroyed Action = "AccountDestroyed"
 )
 
 // Labels and annotations the operator sets or reads. Tencent's IDs (like "@TOA#_x") are no
@@ -41,9 +45,10 @@ const MaxSubscribersPerResource = 500
 // status write too, and comparing the spec as one map cost about a sixth of the API
 // server's CPU for each status write. An optional field also needs the presence rule
 // below, since a field's own rule is not evaluated when the field is added or removed.
-// +kubebuilder:validation:XValidation:rule="has(self.operatorAccount) == has(oldSelf.operatorAccount) && has(self.clientIP) == has(oldSelf.clientIP) && has(self.optPlatform) == has(oldSelf.optPlatform) && has(self.snapshot) == has(oldSelf.snapshot)",message="optional fields are immutable: the event is stored as Tencent sent it"
+// +kubebuilder:validation:XValidation:rule="has(self.operatorAccount) == has(oldSelf.operatorAccount) && has(self.clientIP) == has(oldSelf.clientIP) && has(self.optPlatform) == has(oldSelf.optPlatform) && has(self.snapshot) == has(oldSelf.snapshot) && has(self.ownerAccount) == has(oldSelf.ownerAccount) && has(self.accountName) == has(oldSelf.accountName)",message="optional fields are immutable: the event is stored as Tencent sent it"
 // +kubebuilder:validation:XValidation:rule="self.subscriberCount == size(self.subscribers)",message="subscriberCount must equal the number of subscribers"
-// +kubebuilder:validation:XValidation:rule="self.action == 'Snapshot' || size(self.subscribers) >= 1",message="a callback names at least one subscriber"
+// +kubebuilder:validation:XValidation:rule="self.action == 'Snapshot' || self.action == 'AccountDestroyed' || size(self.subscribers) >= 1",message="a callback names at least one subscriber"
+// +kubebuilder:validation:XValidation:rule="self.action != 'AccountDestroyed' || size(self.subscribers) == 0",message="an AccountDestroyed event names no subscribers"
 // +kubebuilder:validation:XValidation:rule="(self.action == 'Snapshot') == has(self.snapshot)",message="snapshot is set on Snapshot events and only on them"
 type OfficialAccountSubscriptionSpec struct {
 	// SDKAppID of the Chat app that sent the callback.
@@ -59,7 +64,7 @@ type OfficialAccountSubscriptionSpec struct {
 	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="field is immutable: the event is stored as Tencent sent it"
 	CallbackCommand string `json:"callbackCommand"`
 
-	// Action is Subscribe or Unsubscribe.
+	// Action is Subscribe, Unsubscribe, Snapshot or AccountDestroyed.
 	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="field is immutable: the event is stored as Tencent sent it"
 	Action Action `json:"action"`
 
@@ -75,8 +80,20 @@ type OfficialAccountSubscriptionSpec struct {
 	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="field is immutable: the event is stored as Tencent sent it"
 	OperatorAccount string `json:"operatorAccount,omitempty"`
 
+	// OwnerAccount is the UserID that owned the account (AccountDestroyed only).
+	// +kubebuilder:validation:MaxLength=32
+	// +optional
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="field is immutable: the event is stored as Tencent sent it"
+	OwnerAccount string `json:"ownerAccount,omitempty"`
+
+	// AccountName is the account's display name, Tencent's Name (AccountDestroyed only).
+	// +kubebuilder:validation:MaxLength=1024
+	// +optional
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="field is immutable: the event is stored as Tencent sent it"
+	AccountName string `json:"accountName,omitempty"`
+
 	// Subscribers are the members' UserIDs, in the order received. A Snapshot's part may
-	// name none: the account has no subscribers.
+	// name none (the account has no subscribers); an AccountDestroyed event names none.
 	// +kubebuilder:validation:MaxItems=500
 	// +kubebuilder:validation:items:MaxLength=32
 	// +listType=atomic

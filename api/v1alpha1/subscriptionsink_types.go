@@ -24,7 +24,8 @@ type SubscriptionSinkSpec struct {
 	// +optional
 	OfficialAccounts []string `json:"officialAccounts,omitempty"`
 
-	// Actions limits the sink to these actions; empty means both.
+	// Actions limits the sink to these actions (Subscribe, Unsubscribe, Snapshot,
+	// AccountDestroyed); empty means every action.
 	// +listType=set
 	// +optional
 	Actions []Action `json:"actions,omitempty"`
@@ -140,7 +141,8 @@ type NATSDestination struct {
 	// +optional
 	CredentialsSecretRef *corev1.LocalObjectReference `json:"credentialsSecretRef,omitempty"`
 
-	// Subject to publish to. {action} (subscribe or unsubscribe), {sdkAppID} and
+	// Subject to publish to. {action} (the action in lower case: subscribe, unsubscribe,
+	// snapshot or accountdestroyed), {sdkAppID} and
 	// {officialAccountHash} are replaced by the event's values.
 	// +kubebuilder:default="officialaccount.{action}"
 	// +optional
