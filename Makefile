@@ -28,7 +28,7 @@ help: ## Show the targets, one line each.
 
 .PHONY: manifests
 manifests: $(CONTROLLER_GEN) ## Generate the CRDs and RBAC in config/ and the chart from the API types and markers.
-	$(CONTROLLER_GEN) rbac:roleName=manager-role crd paths="./api/...;./controllers/..." output:crd:artifacts:config=config/crd/bases
+	$(CONTROLLER_GEN) rbac:roleName=manager-role crd paths="./api/...;./controllers/...;./resync/..." output:crd:artifacts:config=config/crd/bases
 	hack/chart-crds.sh
 
 .PHONY: generate

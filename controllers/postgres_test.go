@@ -115,6 +115,25 @@ var _ = Describe("A PostgreSQL sink, end to end", Ordered, func() {
 		Eventually(following).WithArguments(account).Should(Equal(map[string]bool{"jared": false, "leckie": true, "newcomer": true}))
 	})
 
+	It("applies a destroyed account: every member unsubscribed in one statement, a newer event kept", func() {
+		account := uniqueAccount()
+		postgresSink("destroyed-db", account, pg.Password)
+		destroyedAt := time.Now()
+		for _, e := range []struct {
+			eventTime  int64
+			subscriber string
+		}{{destroyedAt.Add(-time.Hour).UnixMilli(), "jared"}, {destroyedAt.Add(-time.Minute).UnixMilli(), "leckie"},
+			{destroyedAt.Add(time.Minute).UnixMilli(), "after"}} {
+			status, answer := post(query(plainApp, webhookserver.CommandAfterAddSubscriber),
+				callback(webhookserver.CommandAfterAddSubscriber, account, e.eventTime, e.subscriber))
+			Expect(status).To(Equal(http.StatusOK), answer.ErrorInfo)
+		}
+		Eventually(following).WithArguments(account).Should(Equal(map[string]bool{"jared": true, "leckie": true, "after": true}))
+		status, answer := post(query(plainApp, webhookserver.CommandAfterAccountDestroyed), destroyedCallback(account, destroyedAt.UnixMilli()))
+		Expect(status).To(Equal(http.StatusOK), answer.ErrorInfo)
+		Eventually(following).WithArguments(account).Should(Equal(map[string]bool{"jared": false, "leckie": false, "after": true}))
+	})
+
 	It("reports a wrong password on the sink and fails the delivery with a readable error", func() {
 		account := uniqueAccount()
 		sink := postgresSink("wrong-password-db", account, "not-the-password")

@@ -24,14 +24,22 @@ const (
 	restKey   = "resync-secret-key"
 )
 
-// tencentREST is a stand-in of Tencent's REST API for the suite's app, closed when the
-// spec ends.
-func tencentREST() (*fakerest.Server, string) {
+// resyncFailureBackoff is the suite's first wait after an account fails.
+const resyncFailureBackoff = 500 * time.Millisecond
+
+var (
+	restStandIn  *fakerest.Server
+	restEndpoint string
+)
+
+// startTencentREST serves the suite's stand-in of Tencent's REST API until the process ends.
+func startTencentREST() (*fakerest.Server, string) {
 	fake := fakerest.New(restApp, restAdmin, restKey)
-	srv := httptest.NewServer(fake)
-	DeferCleanup(srv.Close)
-	return fake, srv.URL
+	return fake, httptest.NewServer(fake).URL
 }
+
+// tencentREST is the suite's stand-in; specs use accounts of their own.
+func tencentREST() (*fakerest.Server, string) { return restStandIn, restEndpoint }
 
 // members are n subscribers named prefix-0000 on.
 func members(prefix string, n int) []fakerest.Subscriber {
@@ -100,8 +108,12 @@ var _ = Describe("An OfficialAccountResync", func() {
 
 		Expect(rs.Status.Accounts).To(HaveLen(1))
 		Expect(rs.Status.Accounts[0].Subscribers).To(BeEquivalentTo(1050))
-		Expect(rs.Status.Accounts[0].Calls).To(BeEquivalentTo(6), "one call per page of 200")
-		Expect(rs.Status.NextResyncTime.Sub(rs.Status.LastResyncTime.Time)).To(Equal(6*time.Hour), "the default interval")
+		Expect(rs.Status.Accounts[0].Calls).To(BeEquivalentTo(2*6), "two passes, one call per page of 200")
+		Expect(rs.Status.Accounts[0].State).To(Equal(v1alpha1.AccountResynced))
+		Expect(rs.Status.ResyncedAccounts).To(BeEquivalentTo(1))
+		// The default interval, from the listing's end; T is 5 s before its start.
+		Expect(rs.Status.NextResyncTime.Sub(rs.Status.LastResyncTime.Time)).To(
+			SatisfyAll(BeNumerically(">=", 6*time.Hour+4*time.Second), BeNumerically("<", 6*time.Hour+time.Minute)))
 		snapshots := snapshotsOf(account)
 		Expect(snapshots).To(HaveLen(1))
 		parts := snapshots[rs.Status.Accounts[0].Snapshot]
@@ -132,14 +144,15 @@ var _ = Describe("An OfficialAccountResync", func() {
 		fake.FailNext(60018, 60007, 10004)
 		rs := resyncCondition(newResync("backoff", endpoint, restKey, account), v1alpha1.ConditionReady, metav1.ConditionTrue)
 		Expect(rs.Status.Accounts[0].Subscribers).To(BeEquivalentTo(250))
-		Expect(rs.Status.Accounts[0].Calls).To(BeEquivalentTo(2+3), "two pages and three refused calls")
+		Expect(rs.Status.Accounts[0].Calls).To(BeEquivalentTo(2*2+3), "two passes of two pages, and three refused calls")
 	})
 
 	It("stalls with Tencent's error when the secret key is wrong, and stores nothing", func() {
 		fake, endpoint := tencentREST()
 		account := uniqueAccount()
 		rs := resyncCondition(newResync("wrong-key", endpoint, "not-the-key", account, account+"-2"), v1alpha1.ConditionStalled, metav1.ConditionTrue)
-		Expect(fake.Calls()).To(Equal(1), "the second account is not tried with a key Tencent refused")
+		Expect(fake.CallsFor(account)).To(Equal(1), "a refused key is not retried")
+		Expect(fake.CallsFor(account+"-2")).To(Equal(0), "the second account is not tried with a key Tencent refused")
 		Expect(rs.Status.Accounts).To(HaveLen(2), "the account not tried keeps its entry")
 		stalled := meta.FindStatusCondition(rs.Status.Conditions, v1alpha1.ConditionStalled)
 		Expect(stalled.Reason).To(Equal(v1alpha1.ReasonTencentRefused))

@@ -104,7 +104,7 @@ func (r *SinkReconciler) readiness(ctx context.Context, sink *v1alpha1.Subscript
 	var cfgErr *configError
 	switch {
 	case errors.As(err, &cfgErr):
-		ready.Status, ready.Reason, ready.Message = metav1.ConditionFalse, cfgErr.reason, cfgErr.Error()
+		ready.Status, ready.Reason, ready.Message = metav1.ConditionFalse, cfgErr.Reason, cfgErr.Error()
 		return ready, nil
 	case err != nil:
 		return ready, err

@@ -8,23 +8,17 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/chat-operators/officialaccount-operator/api/v1alpha1"
+	"github.com/chat-operators/officialaccount-operator/internal/credentials"
 	"github.com/chat-operators/officialaccount-operator/sinks"
 )
 
 // configError is a SubscriptionSink that cannot be delivered to as it stands: a missing
 // Secret, a malformed key. Its reason becomes the sink's Ready condition reason.
-type configError struct {
-	reason string
-	err    error
-}
-
-func (e *configError) Error() string { return e.err.Error() }
+type configError = credentials.Error
 
 // sinkResolver turns a SubscriptionSink into a ready-to-use sinks.Sink: it reads the
 // Secrets the sink names and reuses the built sink until the configuration changes.
@@ -49,7 +43,7 @@ func (r *sinkResolver) resolve(ctx context.Context, sink *v1alpha1.SubscriptionS
 	case sink.Spec.NATS != nil:
 		return r.resolveNATS(ctx, sink)
 	default:
-		return nil, &configError{reason: v1alpha1.ReasonInvalidConfig, err: errors.New("the sink names no destination")}
+		return nil, &configError{Reason: v1alpha1.ReasonInvalidConfig, Err: errors.New("the sink names no destination")}
 	}
 }
 
@@ -63,15 +57,15 @@ func (r *sinkResolver) resolveHTTP(ctx context.Context, sink *v1alpha1.Subscript
 			return nil, err
 		}
 		if signingKey, err = sinks.ParseSigningSecret(value); err != nil {
-			return nil, &configError{reason: v1alpha1.ReasonInvalidSecret,
-				err: fmt.Errorf("key %q of Secret %q: %w", ref.Key, ref.Name, err)}
+			return nil, &configError{Reason: v1alpha1.ReasonInvalidSecret,
+				Err: fmt.Errorf("key %q of Secret %q: %w", ref.Key, ref.Name, err)}
 		}
 		fingerprint += "/" + version
 	}
 	return r.registry.Get(ctx, registryKey(sink), fingerprint, func() (sinks.Sink, error) {
 		s, err := sinks.NewHTTP(dest, signingKey)
 		if err != nil {
-			return nil, &configError{reason: v1alpha1.ReasonInvalidConfig, err: err}
+			return nil, &configError{Reason: v1alpha1.ReasonInvalidConfig, Err: err}
 		}
 		return s, nil
 	})
@@ -92,8 +86,8 @@ func (r *sinkResolver) resolvePostgres(ctx context.Context, sink *v1alpha1.Subsc
 		}
 		s, err := sinks.NewPostgres(strings.TrimSpace(dsn), dest.Table, createTable, timeout)
 		if err != nil {
-			return nil, &configError{reason: v1alpha1.ReasonInvalidSecret,
-				err: fmt.Errorf("key %q of Secret %q: %w", dest.DSNSecretRef.Key, dest.DSNSecretRef.Name, err)}
+			return nil, &configError{Reason: v1alpha1.ReasonInvalidSecret,
+				Err: fmt.Errorf("key %q of Secret %q: %w", dest.DSNSecretRef.Key, dest.DSNSecretRef.Name, err)}
 		}
 		return s, nil
 	})
@@ -111,8 +105,8 @@ func (r *sinkResolver) resolveNATS(ctx context.Context, sink *v1alpha1.Subscript
 		creds = sinks.NATSCredentials{User: string(secret.Data["user"]), Password: string(secret.Data["password"]),
 			Token: string(secret.Data["token"]), Creds: secret.Data["creds"]}
 		if creds.User == "" && creds.Token == "" && len(creds.Creds) == 0 {
-			return nil, &configError{reason: v1alpha1.ReasonInvalidSecret,
-				err: fmt.Errorf(`Secret %q has none of the keys "user" and "password", "token" or "creds"`, ref.Name)}
+			return nil, &configError{Reason: v1alpha1.ReasonInvalidSecret,
+				Err: fmt.Errorf(`Secret %q has none of the keys "user" and "password", "token" or "creds"`, ref.Name)}
 		}
 		fingerprint += "/" + secret.ResourceVersion
 	}
@@ -120,48 +114,22 @@ func (r *sinkResolver) resolveNATS(ctx context.Context, sink *v1alpha1.Subscript
 	return r.registry.Get(ctx, registryKey(sink), fingerprint, func() (sinks.Sink, error) {
 		s, err := sinks.NewNATS(dest.URL, creds, dest.Subject, useJetStream, dest.CreateStream)
 		if err != nil {
-			return nil, &configError{reason: v1alpha1.ReasonInvalidConfig, err: err}
+			return nil, &configError{Reason: v1alpha1.ReasonInvalidConfig, Err: err}
 		}
 		return s, nil
 	})
 }
 
-// secretValue reads one key of a Secret in the sink's namespace, and the Secret's
-// resourceVersion so that a changed Secret rebuilds the sink.
 func (r *sinkResolver) secretValue(ctx context.Context, namespace string, ref *corev1.SecretKeySelector) (string, string, error) {
-	secret, err := r.secret(ctx, namespace, ref.Name)
-	if err != nil {
-		return "", "", err
-	}
-	value, ok := secret.Data[ref.Key]
-	if !ok {
-		return "", "", &configError{reason: v1alpha1.ReasonSecretNotFound,
-			err: fmt.Errorf("Secret %q has no key %q", ref.Name, ref.Key)}
-	}
-	return string(value), secret.ResourceVersion, nil
+	return r.credentials().Value(ctx, namespace, ref)
 }
 
-// secret reads a Secret a sink names from the cache, which holds only the Secrets labelled
-// for sinks. A missing one, or one without the label, is a configuration error; of the
-// latter only its metadata is read, never its data.
 func (r *sinkResolver) secret(ctx context.Context, namespace, name string) (*corev1.Secret, error) {
-	var secret corev1.Secret
-	key := types.NamespacedName{Namespace: namespace, Name: name}
-	err := r.client.Get(ctx, key, &secret)
-	if apierrors.IsNotFound(err) {
-		unlabelled := &metav1.PartialObjectMetadata{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Secret"}}
-		if getErr := r.apiReader.Get(ctx, key, unlabelled); getErr == nil {
-			return nil, &configError{reason: v1alpha1.ReasonSecretNotAllowed,
-				err: fmt.Errorf("Secret %q lacks the label %s=true that lets sinks use it; add it with "+
-					"`kubectl label secret -n %s %s %s=true`", name, v1alpha1.LabelSinkCredentials, namespace, name, v1alpha1.LabelSinkCredentials)}
-		}
-		return nil, &configError{reason: v1alpha1.ReasonSecretNotFound,
-			err: fmt.Errorf("Secret %q does not exist in namespace %q", name, namespace)}
-	}
-	if err != nil {
-		return nil, fmt.Errorf("reading Secret %q: %w", name, err)
-	}
-	return &secret, nil
+	return r.credentials().Secret(ctx, namespace, name)
+}
+
+func (r *sinkResolver) credentials() credentials.Reader {
+	return credentials.Reader{Cache: r.client, API: r.apiReader}
 }
 
 // secretNames lists the Secrets a sink names, for the index that maps a changed Secret to

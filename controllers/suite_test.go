@@ -80,6 +80,12 @@ var _ = BeforeSuite(func() {
 	opCfg.DeliveredRetention = retention
 	opCfg.DeliveredEvents = true // off by default; the delivery spec checks the opt-in Event
 	opCfg.SinkNotFoundGrace = sinkNotFoundGrace
+	// One stand-in of Tencent's REST API for the suite, the only endpoint besides
+	// Tencent's own that resyncs may call; failures retried within a second or two.
+	restStandIn, restEndpoint = startTencentREST()
+	opCfg.Resync.AllowedEndpoints = []string{restEndpoint}
+	opCfg.Resync.FailureBackoff = resyncFailureBackoff
+	opCfg.Resync.PageBackoff = func(int) time.Duration { return 50 * time.Millisecond }
 	// The operator as the binary runs it, but for the addresses and leader election.
 	flags := &operator.Flags{Config: opCfg, Controllers: true, MetricsAddr: "0", ProbeAddr: "0"}
 	var ctx context.Context

@@ -37,6 +37,8 @@ type Client struct {
 	Identifier string // the app's admin account
 	SecretKey  string
 	HTTP       *http.Client // with a timeout; each call also has its context's deadline
+	// Observe, when set, is told each call's command and outcome (see CallOutcome).
+	Observe func(command, outcome string)
 
 	mu       sync.Mutex
 	sig      string
@@ -59,6 +61,9 @@ func (e *Error) Retryable() bool {
 	}
 	return false
 }
+
+// CodeAccountNotFound: the Official Account does not exist or was destroyed.
+const CodeAccountNotFound = 130004
 
 // UserSigExpired tells that a new UserSig is needed.
 func (e *Error) UserSigExpired() bool { return e.Code == 70001 }
@@ -91,13 +96,19 @@ const MaxPageSize = 200
 
 // SubscriberPage asks for one page of an Official Account's subscribers, from next ("" for
 // the first).
-func (c *Client) SubscriberPage(ctx context.Context, account, next string) (*SubscriberPage, error) {
+func (c *Client) SubscriberPage(ctx context.Context, account, next string) (_ *SubscriberPage, err error) {
+	const command = "get_subscriber_info"
+	defer func() {
+		if c.Observe != nil {
+			c.Observe(command, CallOutcome(err))
+		}
+	}()
 	body := map[string]any{"Official_Account": account, "Limit": MaxPageSize, "Next": next}
 	var page struct {
 		answer
 		SubscriberPage
 	}
-	if err := c.call(ctx, "official_account_open_http_svc", "get_subscriber_info", body, &page); err != nil {
+	if err := c.call(ctx, "official_account_open_http_svc", command, body, &page); err != nil {
 		return nil, err
 	}
 	if err := page.err(); err != nil {
@@ -105,6 +116,24 @@ func (c *Client) SubscriberPage(ctx context.Context, account, next string) (*Sub
 	}
 	return &page.SubscriberPage, nil
 }
+
+// CallOutcome names a call's outcome for metrics: "0" for success, Tencent's error code,
+// or "error" for an answer that never came or was not Tencent's JSON.
+func CallOutcome(err error) string {
+	var tencentErr *Error
+	switch {
+	case err == nil:
+		return "0"
+	case errors.As(err, &tencentErr):
+		return strconv.Itoa(tencentErr.Code)
+	default:
+		return "error"
+	}
+}
+
+// NoRedirects is an http.Client's CheckRedirect that follows none: every call's URL
+// carries the admin UserSig, and it goes only where the endpoint was allowed to.
+func NoRedirects(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 
 // answer is what every REST answer carries.
 type answer struct {

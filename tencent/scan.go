@@ -14,56 +14,66 @@ import (
 // limit of 200 calls per second, retrying what a later call may pass.
 type Scanner struct {
 	Client *Client
-	// Pace is the least time between two calls (default 50 ms: 20 calls/s, a tenth of the
-	// limit, which other callers of the app share).
-	Pace time.Duration
+	// Limiter paces the calls; share one between every scanner of an app, whose calls
+	// Tencent counts together. Nil: one of its own at DefaultPace.
+	Limiter *rate.Limiter
 	// Attempts per page, the first included (default 6); Backoff is the wait before the
 	// next one (default 500 ms doubling to 30 s, with jitter).
 	Attempts int
 	Backoff  func(attempt int) time.Duration
-	// Scans of one account before its subscribers count as inconsistent (default 3).
-	Scans int
-
-	pace *rate.Limiter
+	// Passes over the account (default 2): a member is listed if any pass saw them.
+	Passes int
 }
 
-// Scan is an Official Account's subscribers as one complete pass saw them.
+// DefaultPace is the least time between two calls of one app: 20 calls/s, a tenth of
+// Tencent's limit, which the app's other callers share.
+const DefaultPace = 50 * time.Millisecond
+
+// NewLimiter paces calls at most one per pace (DefaultPace when 0).
+func NewLimiter(pace time.Duration) *rate.Limiter {
+	if pace <= 0 {
+		pace = DefaultPace
+	}
+	return rate.NewLimiter(rate.Every(pace), 1)
+}
+
+// Scan is an Official Account's subscribers as the scanner's passes saw them.
 type Scan struct {
-	Subscribers   []Subscriber // each account once, in Tencent's order
+	Subscribers   []Subscriber // each account once, in the order first seen
 	SubscriberNum int          // Tencent's count, from the last page
 	Pages, Calls  int
 }
 
-// ErrInconsistent says the subscribers changed while they were being paged through, so
-// that the pass cannot be trusted to have seen everyone.
-var ErrInconsistent = errors.New("the subscribers changed while they were being listed")
-
-// Subscribers scans an account until one pass sees as many subscribers as Tencent
-// counts: paging is not documented to be consistent while subscribers change, and a
-// subscriber missed would be taken for one who left.
+// Subscribers lists an account's subscribers in two passes and keeps every member that
+// either saw. Paging is not documented to be consistent while subscribers change, and a
+// member missing from a listing is taken for one who left, so a member's absence is
+// trusted only when both passes agree on it. Tencent's count cannot tell: a member who
+// joined during a pass and one it missed cancel out. A member who left during the
+// listing may be kept; their Unsubscribe callback is newer than the snapshot and wins,
+// or the next resync sees them gone.
 func (s *Scanner) Subscribers(ctx context.Context, account string) (*Scan, error) {
-	scans := s.Scans
-	if scans <= 0 {
-		scans = 3
+	passes := s.Passes
+	if passes <= 0 {
+		passes = 2
 	}
-	calls := 0
-	var last *Scan
-	for range scans {
+	union := &Scan{}
+	seen := map[string]bool{}
+	for range passes {
 		scan, err := s.pass(ctx, account)
-		if scan != nil {
-			calls += scan.Calls
-		}
+		union.Calls += scan.Calls
+		union.Pages += scan.Pages
 		if err != nil {
-			return nil, err
+			return union, err
 		}
-		scan.Calls = calls
-		if len(scan.Subscribers) == scan.SubscriberNum {
-			return scan, nil
+		union.SubscriberNum = scan.SubscriberNum
+		for _, sub := range scan.Subscribers {
+			if !seen[sub.Account] {
+				seen[sub.Account] = true
+				union.Subscribers = append(union.Subscribers, sub)
+			}
 		}
-		last = scan
 	}
-	return last, fmt.Errorf("%w: %d passes saw %d subscribers where Tencent counts %d", ErrInconsistent, scans,
-		len(last.Subscribers), last.SubscriberNum)
+	return union, nil
 }
 
 // pass pages through once, following Next until it is "".
@@ -132,14 +142,10 @@ func (s *Scanner) page(ctx context.Context, account, next string) (*SubscriberPa
 
 // waitTurn waits until the pace allows the next call.
 func (s *Scanner) waitTurn(ctx context.Context) error {
-	if s.pace == nil {
-		pace := s.Pace
-		if pace <= 0 {
-			pace = 50 * time.Millisecond
-		}
-		s.pace = rate.NewLimiter(rate.Every(pace), 1)
+	if s.Limiter == nil {
+		s.Limiter = NewLimiter(0)
 	}
-	return s.pace.Wait(ctx)
+	return s.Limiter.Wait(ctx)
 }
 
 func (s *Scanner) backoff(attempt int) time.Duration {

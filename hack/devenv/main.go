@@ -70,6 +70,11 @@ func setDevDefaults(f *operator.Flags) {
 	if !given["allow-unsigned-callbacks"] && !given["auth-token-file"] && os.Getenv(operator.EnvPrefix+"AUTH_TOKEN_FILE") == "" {
 		_ = flag.Set("allow-unsigned-callbacks", "true")
 	}
+	// `go run ./hack/fake-tencent-rest` (docs/resync.md) listens here by default: a
+	// resync of the demo may call it with the demo's credentials.
+	if !given["tencent-rest-endpoints"] && os.Getenv(operator.EnvPrefix+"TENCENT_REST_ENDPOINTS") == "" {
+		_ = flag.Set("tencent-rest-endpoints", "http://127.0.0.1:8092")
+	}
 	// Nothing routes to a laptop's operator: Ctrl-C stops it at once.
 	if !given["shutdown-drain-period"] {
 		_ = flag.Set("shutdown-drain-period", "0")

@@ -26,11 +26,17 @@ type Server struct {
 	SecretKey  string
 	// RateLimit is the calls per second answered before 60018 (Tencent: 200).
 	RateLimit int
+	// AfterCall, when set, runs after each answer with the number of calls so far, so
+	// that a test can change the members while a listing pages through them.
+	AfterCall func(calls int)
 
 	mu       sync.Mutex
 	accounts map[string][]Subscriber
 	failures []int // error codes to answer the next calls with, in turn
+	missOnce map[string]map[string]bool
 	calls    int
+	byAcct   map[string][]time.Time // when each call for the account came
+	delays   map[string]time.Duration
 	second   time.Time
 	inSecond int
 }
@@ -38,7 +44,49 @@ type Server struct {
 // New is a server for one app with Tencent's rate limit.
 func New(sdkAppID uint64, identifier, secretKey string) *Server {
 	return &Server{SDKAppID: sdkAppID, Identifier: identifier, SecretKey: secretKey, RateLimit: 200,
-		accounts: map[string][]Subscriber{}}
+		accounts: map[string][]Subscriber{}, missOnce: map[string]map[string]bool{}, byAcct: map[string][]time.Time{}, delays: map[string]time.Duration{}}
+}
+
+// MissOnce leaves a member out of the next page that would list them, as a paging that
+// is not consistent while members change may: Tencent's count still includes them.
+func (s *Server) MissOnce(account, member string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.missOnce[account] == nil {
+		s.missOnce[account] = map[string]bool{}
+	}
+	s.missOnce[account][member] = true
+}
+
+// Subscribe adds a member at the end of the listing.
+func (s *Server) Subscribe(account string, member Subscriber) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.accounts[account] = append(s.accounts[account], member)
+}
+
+// Destroy makes an account unknown: its calls answer 130004.
+func (s *Server) Destroy(account string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.accounts, account)
+}
+
+// CallsFor counts the calls that asked for an account's subscribers.
+func (s *Server) CallsFor(account string) int { return len(s.CallTimesFor(account)) }
+
+// CallTimesFor is when each call for the account came.
+func (s *Server) CallTimesFor(account string) []time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.byAcct[account])
+}
+
+// Delay answers each call for the account after d, as a slow API would.
+func (s *Server) Delay(account string, d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.delays[account] = d
 }
 
 // SetSubscribers makes an account exist with these members, in this order.
@@ -101,17 +149,25 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, fail(20001, "unknown command "+r.URL.Path))
 		return
 	}
-	if code, info := s.admit(r); code != 0 {
-		writeJSON(w, fail(code, info))
-		return
-	}
 	var req struct {
 		Account *string `json:"Official_Account"`
 		Limit   *int    `json:"Limit"`
 		Next    *string `json:"Next"`
 	}
-	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
-		writeJSON(w, fail(6017, "the body is not JSON: "+err.Error()))
+	decodeErr := json.NewDecoder(r.Body).Decode(&req)
+	if req.Account != nil {
+		s.mu.Lock()
+		s.byAcct[*req.Account] = append(s.byAcct[*req.Account], time.Now())
+		delay := s.delays[*req.Account]
+		s.mu.Unlock()
+		time.Sleep(delay) // a stand-in's slowness, asked for by a test
+	}
+	if code, info := s.admit(r); code != 0 {
+		writeJSON(w, fail(code, info))
+		return
+	}
+	if decodeErr != nil {
+		writeJSON(w, fail(6017, "the body is not JSON: "+decodeErr.Error()))
 		return
 	}
 	switch {
@@ -130,6 +186,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		limit = *req.Limit
 	}
 	writeJSON(w, s.page(*req.Account, *req.Next, limit))
+	if s.AfterCall != nil {
+		s.AfterCall(s.Calls())
+	}
 }
 
 // admit checks the query and the UserSig, the rate limit and the failures asked for, and
@@ -185,6 +244,10 @@ func (s *Server) page(account, next string, limit int) any {
 	end := min(offset+limit, len(members))
 	page := subscriberPage{answer: answer{ActionStatus: "OK"}, SubscriberNum: len(members), SubscriberList: []subscriberEntry{}}
 	for _, m := range members[offset:end] {
+		if s.missOnce[account][m.Account] {
+			delete(s.missOnce[account], m.Account)
+			continue
+		}
 		page.SubscriberList = append(page.SubscriberList, subscriberEntry{Account: m.Account, SubscribeTime: m.SubscribeTime.Unix(),
 			MsgFlag: "AcceptAndNotify"})
 	}

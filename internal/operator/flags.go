@@ -9,6 +9,7 @@ import (
 
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
+	"github.com/chat-operators/officialaccount-operator/tencent"
 	"github.com/chat-operators/officialaccount-operator/webhookserver"
 )
 
@@ -22,6 +23,7 @@ type Flags struct {
 	SDKAppIDs              stringList
 	AllowedSources         stringList
 	TrustedProxies         stringList
+	TencentRESTEndpoints   stringList
 	AuthTokenFile          string
 	MetricsAddr, ProbeAddr string
 	PprofAddr              string
@@ -81,6 +83,9 @@ func BindFlags(fs *flag.FlagSet) *Flags {
 	fs.BoolVar(&f.Controllers, "controllers", true, "Run the reconcilers that deliver events (on the elected replica); false only stores callbacks.")
 	fs.DurationVar(&f.Config.ReconcilerShutdownTimeout, "reconciler-shutdown-timeout", f.Config.ReconcilerShutdownTimeout, "How long the reconcilers and the deliveries under way may take to stop; outcomes not yet written are written after.")
 	fs.DurationVar(&f.Config.SinkNotFoundGrace, "sink-not-found-grace", f.Config.SinkNotFoundGrace, "How long a delivery whose SubscriptionSink was deleted waits for a sink of that name to come back (re-created by Helm or Argo CD) before it fails.")
+	fs.Var(&f.TencentRESTEndpoints, "tencent-rest-endpoints", "URL prefixes besides Tencent's REST domains (https on *.tim.qq.com, *.im.qcloud.com, *.my-imcloud.com) that an OfficialAccountResync's spec.endpoint may name, e.g. a local stand-in; every call there carries the app's admin UserSig (repeatable or comma-separated).")
+	fs.DurationVar(&f.Config.Resync.FailureBackoff, "resync-failure-backoff", f.Config.Resync.FailureBackoff, "First wait after an account's resync fails; it doubles with each failure in a row, up to 5m and never beyond the resync's interval.")
+	fs.IntVar(&f.Config.Resync.MaxPendingSnapshotParts, "max-pending-snapshot-parts", f.Config.Resync.MaxPendingSnapshotParts, "Stop storing resync snapshots while this many snapshot parts (500 subscribers each) are not yet delivered; apart from --max-pending-events, which they never count against. 0: no limit.")
 	fs.BoolVar(&f.LeaderElect, "leader-elect", true, "Elect a leader to run the reconcilers; every replica serves webhooks.")
 	fs.StringVar(&f.LeaderElectionNamespace, "leader-election-namespace", "", "Namespace of the leader election Lease (default: the event namespace).")
 	fs.DurationVar(&f.LeaderElection.LeaseDuration, "leader-elect-lease-duration", 15*time.Second, "How long a standby waits after the leader's last renewal before it takes over.")
@@ -101,6 +106,12 @@ func (f *Flags) Complete(fs *flag.FlagSet) error {
 		w.Namespace = podNamespace()
 	}
 	w.TokenFile = f.AuthTokenFile
+	for _, prefix := range f.TencentRESTEndpoints {
+		if err := tencent.ValidatePrefix(prefix); err != nil {
+			return fmt.Errorf("--tencent-rest-endpoints %q: %w", prefix, err)
+		}
+	}
+	f.Config.Resync.AllowedEndpoints = f.TencentRESTEndpoints
 	var err error
 	if w.Sources.Allowed, err = webhookserver.ParsePrefixes(f.AllowedSources); err != nil {
 		return fmt.Errorf("--allowed-source-cidrs: %w", err)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/chat-operators/officialaccount-operator/api/v1alpha1"
 	"github.com/chat-operators/officialaccount-operator/controllers"
+	"github.com/chat-operators/officialaccount-operator/resync"
 	"github.com/chat-operators/officialaccount-operator/sinks"
 	"github.com/chat-operators/officialaccount-operator/webhookserver"
 )
@@ -34,6 +35,20 @@ type Config struct {
 	// SinkNotFoundGrace is how long a delivery whose sink was deleted waits for a sink of
 	// that name to come back before it fails.
 	SinkNotFoundGrace time.Duration
+	Resync            ResyncConfig
+}
+
+// ResyncConfig configures the resyncs from Tencent's REST API.
+type ResyncConfig struct {
+	// AllowedEndpoints are URL prefixes besides Tencent's REST domains that a resync's
+	// spec.endpoint may name (a local stand-in, a proxy).
+	AllowedEndpoints []string
+	// FailureBackoff is the first wait after an account's resync fails.
+	FailureBackoff time.Duration
+	// MaxPendingSnapshotParts bounds the snapshot parts stored and not yet delivered.
+	MaxPendingSnapshotParts int
+	// PageBackoff, when set, replaces the scanner's backoff between a page's attempts.
+	PageBackoff func(attempt int) time.Duration
 }
 
 // DefaultConfig has the flags' defaults; SDKAppIDs and Namespace are left for the caller.
@@ -70,6 +85,10 @@ func DefaultConfig() Config {
 		ReconcilerShutdownTimeout: 15 * time.Second,
 		// Long enough for a Helm upgrade or an Argo CD sync that replaces a sink.
 		SinkNotFoundGrace: 10 * time.Minute,
+		Resync: ResyncConfig{
+			FailureBackoff:          resync.DefaultFailureBackoff,
+			MaxPendingSnapshotParts: resync.DefaultMaxPendingSnapshotParts,
+		},
 	}
 }
 
@@ -116,7 +135,16 @@ func SetupControllers(ctx context.Context, mgr ctrl.Manager, cfg Config, registr
 	if err := (&controllers.SinkReconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Sinks: registry, Activity: activity}).SetupWithManager(ctx, mgr); err != nil {
 		return nil, fmt.Errorf("setting up the sink reconciler: %w", err)
 	}
-	if err := (&controllers.ResyncReconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader()}).SetupWithManager(mgr); err != nil {
+	resyncs := &resync.Reconciler{
+		Client:                  mgr.GetClient(),
+		APIReader:               mgr.GetAPIReader(),
+		Recorder:                mgr.GetEventRecorder("officialaccount-operator"),
+		AllowedEndpoints:        cfg.Resync.AllowedEndpoints,
+		FailureBackoff:          cfg.Resync.FailureBackoff,
+		MaxPendingSnapshotParts: cfg.Resync.MaxPendingSnapshotParts,
+		PageBackoff:             cfg.Resync.PageBackoff,
+	}
+	if err := resyncs.SetupWithManager(ctx, mgr); err != nil {
 		return nil, fmt.Errorf("setting up the resync reconciler: %w", err)
 	}
 	return subscriptions, nil
