@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/prometheus/promql/parser"
 
 	"github.com/chat-operators/officialaccount-operator/controllers"
+	"github.com/chat-operators/officialaccount-operator/resync"
 	"github.com/chat-operators/officialaccount-operator/webhookserver"
 )
 
@@ -19,7 +20,7 @@ func exportedMetrics(t *testing.T) []string {
 	t.Helper()
 	fqName := regexp.MustCompile(`fqName: "([^"]+)"`)
 	var names []string
-	for _, c := range append(append([]prometheus.Collector{}, controllers.Metrics...), webhookserver.Metrics...) {
+	for _, c := range slices.Concat(controllers.Metrics, webhookserver.Metrics, resync.Metrics) {
 		descs := make(chan *prometheus.Desc, 8)
 		c.Describe(descs)
 		close(descs)
@@ -89,7 +90,7 @@ func TestAlertsParseAndReadExportedMetrics(t *testing.T) {
 		}
 	}
 	for _, want := range []string{"OfficialAccountWebhookUnavailable", "OfficialAccountWebhookRefusing", "OfficialAccountNoCallbacks",
-		"OfficialAccountSinkDeliveriesFailed", "OfficialAccountSinkBacklogOld", "OfficialAccountSinkBacklogGrowing"} {
+		"OfficialAccountSinkDeliveriesFailed", "OfficialAccountSinkBacklogOld", "OfficialAccountSinkBacklogGrowing", "OfficialAccountResyncOverdue"} {
 		if !slices.Contains(alerts, want) {
 			t.Errorf("alert %s missing; rendered %v", want, alerts)
 		}
