@@ -173,6 +173,7 @@ func summarize(st *v1alpha1.OfficialAccountResyncStatus, rs *v1alpha1.OfficialAc
 			oldest = a.LastResyncTime
 		}
 	}
+	st.LastResyncTime = nil // until every account has a snapshot
 	if complete && oldest != nil {
 		st.LastResyncTime = oldest
 	}

@@ -183,12 +183,15 @@ type OfficialAccountResyncStatus struct {
 
 	// ResyncedAccounts, FailingAccounts and DestroyedAccounts count the accounts by the
 	// state of their last resync.
+	// +kubebuilder:default=0
 	// +optional
 	ResyncedAccounts int32 `json:"resyncedAccounts"`
+	// +kubebuilder:default=0
 	// +optional
 	FailingAccounts int32 `json:"failingAccounts"`
+	// +kubebuilder:default=0
 	// +optional
-	DestroyedAccounts int32 `json:"destroyedAccounts,omitempty"`
+	DestroyedAccounts int32 `json:"destroyedAccounts"`
 
 	// SecretsVersion is the resourceVersions of the Secrets as the last resync read them:
 	// a resync stalled on its credentials is tried again as soon as they change.
