@@ -21,7 +21,10 @@ const backlogWriteTimeout = 5 * time.Second
 // BacklogPublisher counts, on the leader, the stored callbacks not yet complete and writes
 // the count where every webhook replica reads it (package backlog), so that the webhook
 // can stop storing at --max-pending-events. It counts from the cache, without copies,
-// and writes only when the count changed or is a minute old.
+// and writes every interval, even when the count is the same: a webhook forgets its own
+// stores only once a count newer than them says they are included, so a count left
+// unwritten while it stays the same would let the webhook's estimate grow by its rate of
+// stores and answer 503 without cause. One ConfigMap update every 2 s is the price.
 type BacklogPublisher struct {
 	Cache     client.Reader // the manager's cache
 	Client    client.Client // writes
@@ -35,23 +38,18 @@ func (p *BacklogPublisher) NeedLeaderElection() bool { return true }
 
 // Start publishes until ctx ends.
 func (p *BacklogPublisher) Start(ctx context.Context) error {
-	var last backlog.Count
 	wait.UntilWithContext(ctx, func(ctx context.Context) {
+		// The time is read before the count, so that every store the count includes is
+		// older than CountedAt.
+		now := time.Now()
 		pending, err := p.countPending(ctx)
 		if err != nil {
 			logf.FromContext(ctx).Error(err, "counting pending events")
 			return
 		}
-		now := time.Now()
-		if pending == last.Pending && now.Sub(last.CountedAt) < time.Minute {
-			return
-		}
-		count := backlog.Count{Pending: pending, CountedAt: now}
-		if err := p.write(ctx, count); err != nil {
+		if err := p.write(ctx, backlog.Count{Pending: pending, CountedAt: now}); err != nil {
 			logf.FromContext(ctx).Error(err, "writing the count of pending events", "configMap", backlog.ConfigMapName)
-			return
 		}
-		last = count
 	}, backlog.Interval)
 	return nil
 }
