@@ -2,6 +2,7 @@ package operator
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -72,7 +73,11 @@ func runTerm(ctx context.Context, restConfig *rest.Config, f *Flags, ingest cont
 	stopWatching := context.AfterFunc(ctx, func() { stopping <- time.Now() })
 	defer stopWatching()
 	runErr := mgr.Start(ctx)
-	subscriptions.WaitForDeliveries(shutdownDeadline(stopping, f.Config.ReconcilerShutdownTimeout))
+	timeout := f.Config.ReconcilerShutdownTimeout
+	if errors.Is(context.Cause(ctx), errLeaseLost) {
+		timeout = 0 // another replica may lead already: cancel the deliveries at once
+	}
+	subscriptions.WaitForDeliveries(shutdownDeadline(stopping, timeout))
 	writeCtx, cancel := context.WithTimeout(context.Background(), outcomeWriteTimeout)
 	defer cancel()
 	if err := subscriptions.WriteUnwrittenOutcomes(writeCtx); err != nil {

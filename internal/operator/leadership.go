@@ -2,10 +2,12 @@ package operator
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"time"
 
+	"github.com/go-logr/logr"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/uuid"
 	coordinationv1client "k8s.io/client-go/kubernetes/typed/coordination/v1"
@@ -35,8 +37,14 @@ type LeaderElectionTimes struct {
 const termRestartDelay = 5 * time.Second
 
 // campaign runs term each time this replica is elected, until ctx ends. A term ends when
-// ctx ends or the lease is lost; the lease is released only once the term has returned,
-// so that the next leader never runs alongside this one's last reconciles.
+// ctx ends or the lease is lost.
+//
+// The lease is released only on an orderly stop, once the term has returned, so that the
+// next leader never runs alongside this one's last reconciles. Not by client-go's
+// ReleaseOnCancel: when a renewal fails, client-go releases the lease before it cancels
+// the leading context, and a standby could take over while this term still delivers. A
+// lost lease is not released at all: it runs out a lease duration after the last renewal,
+// and the term, cancelled at once with errLeaseLost, cancels its deliveries at once.
 func campaign(ctx context.Context, restConfig *rest.Config, namespace string, times LeaderElectionTimes,
 	term func(context.Context) error) error {
 	lock, err := newLeaseLock(restConfig, namespace, times.RenewDeadline)
@@ -52,7 +60,7 @@ func campaign(ctx context.Context, restConfig *rest.Config, namespace string, ti
 			LeaseDuration:   times.LeaseDuration,
 			RenewDeadline:   times.RenewDeadline,
 			RetryPeriod:     times.RetryPeriod,
-			ReleaseOnCancel: true,
+			ReleaseOnCancel: false, // see above: releaseLease after an orderly stop
 			Callbacks: leaderelection.LeaderCallbacks{
 				OnStartedLeading: func(leading context.Context) { elected <- leading },
 				OnStoppedLeading: func() {},
@@ -68,30 +76,40 @@ func campaign(ctx context.Context, restConfig *rest.Config, namespace string, ti
 		go func() { defer close(electionDone); elector.Run(electionCtx) }()
 		log.Info("campaigning for the lease; serving webhooks meanwhile")
 
+		held := false
 		select {
 		case <-ctx.Done():
 		case leading := <-elected:
 			log.Info("elected: starting the reconcilers")
 			runTermUntil(ctx, leading, term)
-			log.Info("the reconcilers stopped; releasing the lease, still serving webhooks")
+			held = leading.Err() == nil // not lost: this replica still holds the lease
 		}
 		endElection()
 		<-electionDone
+		if held {
+			log.Info("the reconcilers stopped; releasing the lease, still serving webhooks")
+			releaseLease(lock, times.RenewDeadline, log)
+		}
 		pause(ctx, termRestartDelay)
 	}
 	return nil
 }
 
+// errLeaseLost is the cause a term's context ends with when the lease was lost: its
+// deliveries are cancelled at once rather than given the shutdown timeout.
+var errLeaseLost = errors.New("the leader election lease was lost")
+
 // runTermUntil runs term until ctx ends or the lease is lost (leading ends).
 func runTermUntil(ctx, leading context.Context, term func(context.Context) error) {
 	log := ctrl.Log.WithName("leader-election")
-	termCtx, endTerm := context.WithCancel(leading)
-	defer endTerm()
-	stop := context.AfterFunc(ctx, endTerm)
+	termCtx, endTerm := context.WithCancelCause(context.WithoutCancel(leading))
+	defer endTerm(nil)
+	stop := context.AfterFunc(ctx, func() { endTerm(context.Canceled) })
 	defer stop()
 	lost := context.AfterFunc(leading, func() {
 		if ctx.Err() == nil {
 			log.Info(lostLeaseMessage)
+			endTerm(errLeaseLost)
 		}
 	})
 	defer lost()
@@ -101,7 +119,24 @@ func runTermUntil(ctx, leading context.Context, term func(context.Context) error
 }
 
 // lostLeaseMessage is logged when the lease is lost while the process goes on.
-const lostLeaseMessage = "lost the lease: stopping the reconcilers; this replica goes on serving webhooks"
+const lostLeaseMessage = "lost the lease: cancelling the deliveries and stopping the reconcilers; this replica goes on serving webhooks"
+
+// releaseLease gives up a lease this replica still holds, as client-go's own release does
+// (no holder, a lease of one second), so that a standby takes over at once.
+func releaseLease(lock resourcelock.Interface, timeout time.Duration, log logr.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	record, _, err := lock.Get(ctx)
+	if err != nil || record.HolderIdentity != lock.Identity() {
+		return // gone, or held by another: nothing of ours to release
+	}
+	now := metav1.NewTime(time.Now())
+	err = lock.Update(ctx, resourcelock.LeaderElectionRecord{LeaderTransitions: record.LeaderTransitions,
+		LeaseDurationSeconds: 1, RenewTime: now, AcquireTime: now})
+	if err != nil {
+		log.Error(err, "releasing the lease; a standby takes over once it runs out")
+	}
+}
 
 // newLeaseLock is a Lease lock with a unique identity, whose client times out within the
 // renew deadline so that one hung request cannot cost the lease.
