@@ -108,7 +108,7 @@ func runTermUntil(ctx, leading context.Context, term func(context.Context) error
 	defer stop()
 	lost := context.AfterFunc(leading, func() {
 		if ctx.Err() == nil {
-			log.Info(lostLeaseMessage)
+			log.Info(LostLeaseMessage)
 			endTerm(errLeaseLost)
 		}
 	})
@@ -118,8 +118,9 @@ func runTermUntil(ctx, leading context.Context, term func(context.Context) error
 	}
 }
 
-// lostLeaseMessage is logged when the lease is lost while the process goes on.
-const lostLeaseMessage = "lost the lease: cancelling the deliveries and stopping the reconcilers; this replica goes on serving webhooks"
+// LostLeaseMessage is logged when the lease is lost while the process goes on; the
+// fault tests look for it in the process's log.
+const LostLeaseMessage = "lost the lease: cancelling the deliveries and stopping the reconcilers; this replica goes on serving webhooks"
 
 // releaseLease gives up a lease this replica still holds, as client-go's own release does
 // (no holder, a lease of one second), so that a standby takes over at once.

@@ -157,7 +157,7 @@ func startOperator(namespace, kubeconfigPath string, args ...string) *operatorPr
 // What the operator logs when it campaigns, and when a term of leadership ends.
 const (
 	campaigningLog = "campaigning for the lease"
-	lostLeaseLog   = "lost the lease: stopping the reconcilers; this replica goes on serving webhooks"
+	lostLeaseLog   = operator.LostLeaseMessage
 )
 
 // log is what the process has logged so far.
