@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/prometheus/promql/parser"
 
 	"github.com/chat-operators/officialaccount-operator/controllers"
+	"github.com/chat-operators/officialaccount-operator/delivery"
 	"github.com/chat-operators/officialaccount-operator/resync"
 	"github.com/chat-operators/officialaccount-operator/webhookserver"
 )
@@ -20,7 +21,7 @@ func exportedMetrics(t *testing.T) []string {
 	t.Helper()
 	fqName := regexp.MustCompile(`fqName: "([^"]+)"`)
 	var names []string
-	for _, c := range slices.Concat(controllers.Metrics, webhookserver.Metrics, resync.Metrics) {
+	for _, c := range slices.Concat(controllers.Metrics, delivery.Metrics, webhookserver.Metrics, resync.Metrics) {
 		descs := make(chan *prometheus.Desc, 8)
 		c.Describe(descs)
 		close(descs)

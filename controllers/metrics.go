@@ -6,17 +6,6 @@ import (
 )
 
 var (
-	deliveriesTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "officialaccount_deliveries_total",
-		Help: "Delivery attempts to SubscriptionSinks, by sink (namespace/name) and result: delivered, retry or failed.",
-	}, []string{"sink", "result"})
-
-	deliveryDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
-		Name:    "officialaccount_delivery_duration_seconds",
-		Help:    "Time of one delivery attempt to a SubscriptionSink.",
-		Buckets: prometheus.DefBuckets,
-	}, []string{"sink"})
-
 	// The backlog of each sink, computed by the sink reconciler every few seconds from the
 	// leader's cache. Only the leader exports them.
 	sinkPending = prometheus.NewGaugeVec(prometheus.GaugeOpts{
@@ -44,7 +33,6 @@ var (
 
 // Metrics are the reconcilers' metrics, registered with controller-runtime's registry; the
 // chart's alerts and dashboard are tested against their names.
-var Metrics = []prometheus.Collector{deliveriesTotal, deliveryDuration, yieldSeconds,
-	sinkPending, sinkRetrying, sinkFailed, sinkOldestPendingAge}
+var Metrics = []prometheus.Collector{yieldSeconds, sinkPending, sinkRetrying, sinkFailed, sinkOldestPendingAge}
 
 func init() { metrics.Registry.MustRegister(Metrics...) }

@@ -12,6 +12,7 @@ import (
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/chat-operators/officialaccount-operator/api/v1alpha1"
+	"github.com/chat-operators/officialaccount-operator/delivery"
 )
 
 // WriteUnwrittenOutcomes writes every outcome the reconciles could not, reading each
@@ -20,7 +21,7 @@ import (
 // instead of making them again.
 func (r *SubscriptionReconciler) WriteUnwrittenOutcomes(ctx context.Context) error {
 	var errs []error
-	keys := r.Outcomes.keys()
+	keys := r.Ledger.Unwritten()
 	if len(keys) > 0 {
 		logf.FromContext(ctx).Info("writing the delivery outcomes whose status write failed", "events", len(keys))
 	}
@@ -37,16 +38,28 @@ func (r *SubscriptionReconciler) writeOutcomesOf(ctx context.Context, key types.
 	var sub v1alpha1.OfficialAccountSubscription
 	if err := r.APIReader.Get(ctx, key, &sub); err != nil {
 		if apierrors.IsNotFound(err) {
-			r.Outcomes.forget(key)
+			r.Ledger.Forget(key)
 			return nil
 		}
 		return err
 	}
-	patch := client.MergeFromWithOptions(sub.DeepCopy(), client.MergeFromWithOptimisticLock{})
-	if !r.Outcomes.applyTo(&sub) {
-		r.Outcomes.recorded(&sub) // the stored status already has them
+	if r.Ledger.Observe(&sub) != delivery.Fresh {
 		return nil
 	}
-	summarize(&sub, metav1Now(r.now()))
+	// The plan of a term that has ended writes what the sinks answered and starts nothing;
+	// whoever leads next delivers the rest.
+	in, err := r.planInput(ctx, &sub, true)
+	if err != nil {
+		return err
+	}
+	p := delivery.Make(in)
+	if p.Delete {
+		return r.deleteEvent(ctx, &sub)
+	}
+	if !p.Write {
+		return nil
+	}
+	patch := client.MergeFromWithOptions(sub.DeepCopy(), client.MergeFromWithOptimisticLock{})
+	sub.Status = p.Status
 	return r.writeStatus(ctx, &sub, patch)
 }

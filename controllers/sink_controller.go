@@ -20,6 +20,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/chat-operators/officialaccount-operator/api/v1alpha1"
+	"github.com/chat-operators/officialaccount-operator/delivery"
+	"github.com/chat-operators/officialaccount-operator/internal/credentials"
 	"github.com/chat-operators/officialaccount-operator/sinks"
 )
 
@@ -48,7 +50,7 @@ type SinkReconciler struct {
 	Sinks     *sinks.Registry
 	// Activity is the deliveries' record of their last success and error, shared with the
 	// subscription reconciler.
-	Activity *SinkActivity
+	Activity *delivery.SinkActivity
 
 	// checks remembers the last check of each built sink, so that the destination is
 	// checked when its configuration changes, or again while it fails, not every interval.
@@ -81,8 +83,8 @@ func (r *SinkReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.
 	if err != nil {
 		return ctrl.Result{}, fmt.Errorf("counting the backlog: %w", err)
 	}
-	key := registryKey(&sink)
-	applySinkStatus(&sink, backlog, r.Activity.of(key), ready)
+	key := delivery.SinkKey(&sink)
+	applySinkStatus(&sink, backlog, r.Activity.Of(key), ready)
 	exportBacklog(key, backlog, time.Now())
 
 	if !equality.Semantic.DeepEqual(original.Status, sink.Status) {
@@ -100,8 +102,8 @@ func (r *SinkReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.
 func (r *SinkReconciler) readiness(ctx context.Context, sink *v1alpha1.SubscriptionSink) (metav1.Condition, error) {
 	ready := metav1.Condition{Status: metav1.ConditionTrue, Reason: v1alpha1.ReasonValid,
 		Message: "configuration is valid, its Secrets exist and the destination answers"}
-	target, err := (&sinkResolver{client: r.Client, apiReader: r.APIReader, registry: r.Sinks}).resolve(ctx, sink)
-	var cfgErr *configError
+	target, err := (&delivery.Resolver{Cache: r.Client, APIReader: r.APIReader, Registry: r.Sinks}).Resolve(ctx, sink)
+	var cfgErr *credentials.Error
 	switch {
 	case errors.As(err, &cfgErr):
 		ready.Status, ready.Reason, ready.Message = metav1.ConditionFalse, cfgErr.Reason, cfgErr.Error()
@@ -109,7 +111,7 @@ func (r *SinkReconciler) readiness(ctx context.Context, sink *v1alpha1.Subscript
 	case err != nil:
 		return ready, err
 	}
-	if checkErr := r.check(ctx, registryKey(sink), target); checkErr != nil {
+	if checkErr := r.check(ctx, delivery.SinkKey(sink), target); checkErr != nil {
 		ready.Status, ready.Reason, ready.Message = metav1.ConditionFalse, v1alpha1.ReasonCheckFailed, checkErr.Error()
 	}
 	return ready, nil
@@ -138,7 +140,7 @@ func (r *SinkReconciler) check(ctx context.Context, key string, target sinks.Sin
 // forget releases what the operator kept of a deleted sink.
 func (r *SinkReconciler) forget(key string) {
 	r.Sinks.Forget(key)
-	r.Activity.forget(key)
+	r.Activity.Forget(key)
 	r.checks.Delete(key)
 	forgetBacklog(key)
 }
@@ -147,10 +149,10 @@ func (r *SinkReconciler) forget(key string) {
 // refreshed every sinkStatusInterval.
 func (r *SinkReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager) error {
 	if r.Activity == nil {
-		r.Activity = &SinkActivity{}
+		r.Activity = &delivery.SinkActivity{}
 	}
 	err := mgr.GetFieldIndexer().IndexField(ctx, &v1alpha1.SubscriptionSink{}, sinkSecretIndex,
-		func(obj client.Object) []string { return secretNames(obj.(*v1alpha1.SubscriptionSink)) })
+		func(obj client.Object) []string { return delivery.SecretNames(obj.(*v1alpha1.SubscriptionSink)) })
 	if err != nil {
 		return err
 	}

@@ -11,6 +11,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/chat-operators/officialaccount-operator/api/v1alpha1"
+	"github.com/chat-operators/officialaccount-operator/delivery"
 )
 
 // sinkBacklog is what the stored events wait for at one sink.
@@ -52,17 +53,17 @@ func countBacklog(ctx context.Context, c client.Reader, sink *v1alpha1.Subscript
 
 // applySinkStatus writes the backlog, the last delivery and error, and the conditions into
 // the sink's status. ready is the configuration's and the destination check's verdict.
-func applySinkStatus(sink *v1alpha1.SubscriptionSink, b sinkBacklog, act sinkActivity, ready metav1.Condition) {
+func applySinkStatus(sink *v1alpha1.SubscriptionSink, b sinkBacklog, act delivery.Activity, ready metav1.Condition) {
 	st := &sink.Status
 	st.ObservedGeneration = sink.Generation
 	st.Pending, st.Retrying, st.Failed, st.OldestPendingTime = b.pending, b.retrying, b.failed, b.oldestPending
-	if !act.lastDelivery.IsZero() && (st.LastDeliveryTime == nil || act.lastDelivery.After(st.LastDeliveryTime.Time)) {
-		t := metav1Now(act.lastDelivery)
+	if !act.LastDelivery.IsZero() && (st.LastDeliveryTime == nil || act.LastDelivery.After(st.LastDeliveryTime.Time)) {
+		t := delivery.StatusTime(act.LastDelivery)
 		st.LastDeliveryTime = &t
 	}
-	if !act.lastErrorTime.IsZero() && (st.LastErrorTime == nil || act.lastErrorTime.After(st.LastErrorTime.Time)) {
-		t := metav1Now(act.lastErrorTime)
-		st.LastError, st.LastErrorTime = act.lastError, &t
+	if !act.LastErrorTime.IsZero() && (st.LastErrorTime == nil || act.LastErrorTime.After(st.LastErrorTime.Time)) {
+		t := delivery.StatusTime(act.LastErrorTime)
+		st.LastError, st.LastErrorTime = act.LastError, &t
 	}
 
 	// A destination that fails every attempt is not ready, whatever its check said: the

@@ -18,6 +18,7 @@ import (
 
 	"github.com/chat-operators/officialaccount-operator/api/v1alpha1"
 	"github.com/chat-operators/officialaccount-operator/controllers"
+	"github.com/chat-operators/officialaccount-operator/delivery"
 	"github.com/chat-operators/officialaccount-operator/sinks"
 )
 
@@ -35,10 +36,10 @@ func runControllers(ctx context.Context, restConfig *rest.Config, f *Flags, inge
 		<-ctx.Done()
 		return
 	}
-	// Outcomes a term could not write stay with the process: if the lease comes back to
-	// it, it does not deliver them again.
-	outcomes := &controllers.UnwrittenOutcomes{}
-	term := func(ctx context.Context) error { return runTerm(ctx, restConfig, f, ingest, outcomes) }
+	// What a term knows of its deliveries beyond their status stays with the process: if
+	// the lease comes back to it, it does not deliver them again.
+	ledger := &delivery.Ledger{}
+	term := func(ctx context.Context) error { return runTerm(ctx, restConfig, f, ingest, ledger) }
 	if f.LeaderElect {
 		if err := campaign(ctx, restConfig, leaseNamespace(f), f.LeaderElection, term); err != nil {
 			log.Error(err, "leader election could not start; this replica only stores callbacks")
@@ -58,17 +59,25 @@ func runControllers(ctx context.Context, restConfig *rest.Config, f *Flags, inge
 // not: a delivery the sink accepted whose status write failed is written now, with a
 // deadline of its own, so that whoever reconciles next does not deliver it again.
 func runTerm(ctx context.Context, restConfig *rest.Config, f *Flags, ingest controllers.StoreActivity,
-	outcomes *controllers.UnwrittenOutcomes) error {
+	ledger *delivery.Ledger) error {
 	mgr, err := ctrl.NewManager(reconcilerRESTConfig(restConfig, f), ManagerOptions(f))
 	if err != nil {
 		return fmt.Errorf("creating the manager: %w", err)
 	}
 	registry := sinks.NewRegistry()
 	defer registry.CloseAll()
-	subscriptions, err := SetupControllers(ctx, mgr, f.Config, registry, ingest, outcomes)
+	subscriptions, err := SetupControllers(ctx, mgr, f.Config, registry, ingest, ledger)
 	if err != nil {
 		return err
 	}
+	// A lost lease cancels the deliveries at once, not once the manager has waited for its
+	// reconciles: another replica may lead within a retry period.
+	abandonOnLostLease := context.AfterFunc(ctx, func() {
+		if errors.Is(context.Cause(ctx), errLeaseLost) {
+			subscriptions.AbandonDeliveries()
+		}
+	})
+	defer abandonOnLostLease()
 	stopping := make(chan time.Time, 1)
 	stopWatching := context.AfterFunc(ctx, func() { stopping <- time.Now() })
 	defer stopWatching()

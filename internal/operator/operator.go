@@ -13,6 +13,7 @@ import (
 
 	"github.com/chat-operators/officialaccount-operator/api/v1alpha1"
 	"github.com/chat-operators/officialaccount-operator/controllers"
+	"github.com/chat-operators/officialaccount-operator/delivery"
 	"github.com/chat-operators/officialaccount-operator/resync"
 	"github.com/chat-operators/officialaccount-operator/sinks"
 	"github.com/chat-operators/officialaccount-operator/webhookserver"
@@ -105,26 +106,25 @@ func NewScheme() *runtime.Scheme {
 }
 
 // SetupControllers adds the reconcilers to mgr. ingest, if not nil, is the webhook server
-// that deliveries give way to; outcomes outlive the manager (see runControllers). It
+// that deliveries give way to; the ledger outlives the manager (see runControllers). It
 // returns the subscription reconciler, whose unwritten outcomes the caller writes once mgr
 // has stopped.
 func SetupControllers(ctx context.Context, mgr ctrl.Manager, cfg Config, registry *sinks.Registry,
-	ingest controllers.StoreActivity, outcomes *controllers.UnwrittenOutcomes) (*controllers.SubscriptionReconciler, error) {
-	activity := &controllers.SinkActivity{}
+	ingest controllers.StoreActivity, ledger *delivery.Ledger) (*controllers.SubscriptionReconciler, error) {
+	activity := &delivery.SinkActivity{}
 	subscriptions := &controllers.SubscriptionReconciler{
-		Client:                  mgr.GetClient(),
-		APIReader:               mgr.GetAPIReader(),
-		Recorder:                mgr.GetEventRecorder("officialaccount-operator"),
-		Sinks:                   registry,
-		DeliveredRetention:      cfg.DeliveredRetention,
-		FailedRetention:         cfg.FailedRetention,
+		Client:    mgr.GetClient(),
+		APIReader: mgr.GetAPIReader(),
+		Recorder:  mgr.GetEventRecorder("officialaccount-operator"),
+		Sinks:     registry,
+		Settings: delivery.Settings{DeliveredRetention: cfg.DeliveredRetention, FailedRetention: cfg.FailedRetention,
+			SinkNotFoundGrace: cfg.SinkNotFoundGrace},
 		MaxConcurrentReconciles: cfg.MaxConcurrentReconciles,
 		RecordDelivered:         cfg.DeliveredEvents,
 		Ingest:                  ingest,
 		YieldMaxWait:            cfg.DeliveryYieldMaxWait,
-		Outcomes:                outcomes,
+		Ledger:                  ledger,
 		Activity:                activity,
-		SinkNotFoundGrace:       cfg.SinkNotFoundGrace,
 	}
 	if err := subscriptions.SetupWithManager(ctx, mgr); err != nil {
 		return nil, fmt.Errorf("setting up the subscription reconciler: %w", err)

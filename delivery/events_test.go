@@ -1,4 +1,4 @@
-package controllers
+package delivery
 
 import (
 	"context"
@@ -31,11 +31,11 @@ func TestDeliveredEventsSetting(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			recorder := events.NewFakeRecorder(10)
-			r := &SubscriptionReconciler{Recorder: recorder, RecordDelivered: tt.recordDelivered}
+			dl := &Deliverer{Recorder: recorder, RecordDelivered: tt.recordDelivered}
 			sub := &v1alpha1.OfficialAccountSubscription{ObjectMeta: metav1.ObjectMeta{Name: "event", Namespace: "events"}}
 			sink := &v1alpha1.SubscriptionSink{ObjectMeta: metav1.ObjectMeta{Name: "sink", Namespace: "events"}}
 			d := &v1alpha1.SinkDelivery{Name: "sink", State: v1alpha1.DeliveryPending}
-			r.recordAttempt(context.Background(), sub, d, sink, time.Now(), tt.deliveryErr)
+			dl.recordAttempt(context.Background(), sub, d, sink, time.Now(), tt.deliveryErr)
 
 			var got []string
 			for len(recorder.Events) > 0 {

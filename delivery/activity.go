@@ -1,4 +1,4 @@
-package controllers
+package delivery
 
 import (
 	"sync"
@@ -8,16 +8,17 @@ import (
 // SinkActivity is what the deliveries to each sink last did: when one last succeeded, and
 // the last error. The sink reconciler reports it in the sink's status, so that nobody has
 // to read events to learn whether a sink is working. It is kept in memory: the status
-// carries it across leaders.
+// carries it across leaders. The zero value is ready to use.
 type SinkActivity struct {
 	mu     sync.Mutex
-	bySink map[string]sinkActivity // by namespace/name
+	bySink map[string]Activity // by namespace/name
 }
 
-type sinkActivity struct {
-	lastDelivery  time.Time
-	lastError     string
-	lastErrorTime time.Time
+// Activity is one sink's last success and last error.
+type Activity struct {
+	LastDelivery  time.Time
+	LastError     string
+	LastErrorTime time.Time
 }
 
 // record notes an attempt's outcome for the sink.
@@ -25,32 +26,29 @@ func (a *SinkActivity) record(sink string, at time.Time, err error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.bySink == nil {
-		a.bySink = map[string]sinkActivity{}
+		a.bySink = map[string]Activity{}
 	}
 	cur := a.bySink[sink]
 	if err == nil {
-		cur.lastDelivery = maxTime(cur.lastDelivery, at)
-	} else if !at.Before(cur.lastErrorTime) {
-		cur.lastError, cur.lastErrorTime = truncate(err.Error()), at
+		if at.After(cur.LastDelivery) {
+			cur.LastDelivery = at
+		}
+	} else if !at.Before(cur.LastErrorTime) {
+		cur.LastError, cur.LastErrorTime = truncate(err.Error()), at
 	}
 	a.bySink[sink] = cur
 }
 
-func (a *SinkActivity) of(sink string) sinkActivity {
+// Of returns the sink's activity.
+func (a *SinkActivity) Of(sink string) Activity {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.bySink[sink]
 }
 
-func (a *SinkActivity) forget(sink string) {
+// Forget drops a deleted sink's activity.
+func (a *SinkActivity) Forget(sink string) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	delete(a.bySink, sink)
-}
-
-func maxTime(a, b time.Time) time.Time {
-	if a.After(b) {
-		return a
-	}
-	return b
 }

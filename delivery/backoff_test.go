@@ -1,4 +1,4 @@
-package controllers
+package delivery
 
 import (
 	"context"
@@ -85,11 +85,11 @@ func TestRetryWaitsAfterTheAttemptEnds(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r := &SubscriptionReconciler{Now: func() time.Time { return started.Add(tt.took) }}
+			dl := &Deliverer{Now: func() time.Time { return started.Add(tt.took) }}
 			sub := &v1alpha1.OfficialAccountSubscription{ObjectMeta: metav1.ObjectMeta{Name: "event", Namespace: "events"}}
 			sink := &v1alpha1.SubscriptionSink{ObjectMeta: metav1.ObjectMeta{Name: "sink", Namespace: "events"}}
 			d := &v1alpha1.SinkDelivery{Name: "sink", State: v1alpha1.DeliveryPending, Attempts: tt.attemptsBefore}
-			r.recordAttempt(context.Background(), sub, d, sink, started, errors.New("context deadline exceeded"))
+			dl.recordAttempt(context.Background(), sub, d, sink, started, errors.New("context deadline exceeded"))
 			if d.State != v1alpha1.DeliveryPending || d.NextAttemptTime == nil {
 				t.Fatalf("delivery %+v, want Pending with a next attempt", d)
 			}

@@ -1,4 +1,4 @@
-package controllers
+package delivery
 
 import (
 	"fmt"
@@ -10,11 +10,10 @@ import (
 	"github.com/chat-operators/officialaccount-operator/api/v1alpha1"
 )
 
-// summarize computes the conditions and completion time from the per-sink deliveries.
-// It is the one place that decides what the resource's status says.
-func summarize(sub *v1alpha1.OfficialAccountSubscription, now metav1.Time) {
-	st := &sub.Status
-	st.ObservedGeneration = sub.Generation
+// Summarize computes the conditions and completion time of an event of that generation
+// from its per-sink deliveries. It is the one place that decides what the status says.
+func Summarize(st *v1alpha1.OfficialAccountSubscriptionStatus, generation int64, now metav1.Time) {
+	st.ObservedGeneration = generation
 	pending, retrying, failed, missing := 0, 0, []v1alpha1.SinkDelivery{}, []v1alpha1.SinkDelivery{}
 	for _, d := range st.Sinks {
 		switch d.State {
@@ -30,7 +29,7 @@ func summarize(sub *v1alpha1.OfficialAccountSubscription, now metav1.Time) {
 		}
 	}
 
-	ready := metav1.Condition{Type: v1alpha1.ConditionReady, ObservedGeneration: sub.Generation}
+	ready := metav1.Condition{Type: v1alpha1.ConditionReady, ObservedGeneration: generation}
 	switch {
 	case len(st.Sinks) == 0:
 		ready.Status, ready.Reason = metav1.ConditionTrue, v1alpha1.ReasonNoMatchingSinks
@@ -54,7 +53,7 @@ func summarize(sub *v1alpha1.OfficialAccountSubscription, now metav1.Time) {
 
 	if pending > 0 {
 		meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: v1alpha1.ConditionReconciling,
-			Status: metav1.ConditionTrue, Reason: ready.Reason, Message: ready.Message, ObservedGeneration: sub.Generation})
+			Status: metav1.ConditionTrue, Reason: ready.Reason, Message: ready.Message, ObservedGeneration: generation})
 		st.CompletionTime = nil
 	} else {
 		meta.RemoveStatusCondition(&st.Conditions, v1alpha1.ConditionReconciling)
@@ -65,7 +64,7 @@ func summarize(sub *v1alpha1.OfficialAccountSubscription, now metav1.Time) {
 	if len(failed) > 0 {
 		meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: v1alpha1.ConditionStalled,
 			Status: metav1.ConditionTrue, Reason: v1alpha1.ReasonDeliveryFailed, Message: ready.Message,
-			ObservedGeneration: sub.Generation})
+			ObservedGeneration: generation})
 	} else {
 		meta.RemoveStatusCondition(&st.Conditions, v1alpha1.ConditionStalled)
 	}
@@ -81,13 +80,25 @@ func failureMessage(failed []v1alpha1.SinkDelivery) string {
 
 // retentionDeadline is when a finished resource is deleted: delivered ones are kept
 // briefly for inspection, failed ones long enough for someone to look.
-func retentionDeadline(sub *v1alpha1.OfficialAccountSubscription, delivered, failed time.Duration) (time.Time, bool) {
-	if sub.Status.CompletionTime == nil {
+func retentionDeadline(st *v1alpha1.OfficialAccountSubscriptionStatus, delivered, failed time.Duration) (time.Time, bool) {
+	if st.CompletionTime == nil {
 		return time.Time{}, false
 	}
 	keep := delivered
-	if !meta.IsStatusConditionTrue(sub.Status.Conditions, v1alpha1.ConditionReady) {
+	if !meta.IsStatusConditionTrue(st.Conditions, v1alpha1.ConditionReady) {
 		keep = failed
 	}
-	return sub.Status.CompletionTime.Add(keep), true
+	return st.CompletionTime.Add(keep), true
+}
+
+// deliveredAndNotKept reports whether the event was delivered to every sink it matched and
+// delivered events are not kept (--delivered-retention=0): its life then ends with its
+// delivery, and it is deleted instead of getting a "Delivered" status that retention would
+// delete at once. That is two API writes per event, a create and a delete, where a kept
+// event costs three, and a status write is the costliest of them (docs/performance.md).
+// An event that is retrying or failed still gets its status, and so does one that matched
+// no sink (NoMatchingSinks), which tells of a missing sink.
+func deliveredAndNotKept(st *v1alpha1.OfficialAccountSubscriptionStatus, retention time.Duration) bool {
+	return retention == 0 && len(st.Sinks) > 0 && st.CompletionTime != nil &&
+		meta.IsStatusConditionTrue(st.Conditions, v1alpha1.ConditionReady)
 }

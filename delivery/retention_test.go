@@ -1,4 +1,4 @@
-package controllers
+package delivery
 
 import (
 	"testing"
@@ -34,8 +34,7 @@ func TestDeliveredAndNotKept(t *testing.T) {
 				now := metav1.Now()
 				sub.Status.CompletionTime = &now
 			}
-			r := &SubscriptionReconciler{DeliveredRetention: tt.retention}
-			if got := r.deliveredAndNotKept(sub); got != tt.want {
+			if got := deliveredAndNotKept(&sub.Status, tt.retention); got != tt.want {
 				t.Fatalf("deliveredAndNotKept = %v, want %v", got, tt.want)
 			}
 		})

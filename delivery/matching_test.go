@@ -1,6 +1,7 @@
-package controllers
+package delivery
 
 import (
+	"slices"
 	"testing"
 
 	"github.com/chat-operators/officialaccount-operator/api/v1alpha1"
@@ -18,12 +19,13 @@ func TestRematch(t *testing.T) {
 		before   []v1alpha1.SinkDelivery
 		matching []string
 		want     []v1alpha1.SinkDelivery
+		reset    []string
 	}{
 		{name: "an event that matched no sink goes to those that match now",
 			matching: []string{"new"}, want: []v1alpha1.SinkDelivery{pending("new")}},
 		{name: "a failed delivery starts a new round, keeping its last error",
 			before: []v1alpha1.SinkDelivery{failedHere}, matching: []string{"b"},
-			want: []v1alpha1.SinkDelivery{{Name: "b", State: v1alpha1.DeliveryPending, LastError: "503"}}},
+			want: []v1alpha1.SinkDelivery{{Name: "b", State: v1alpha1.DeliveryPending, LastError: "503"}}, reset: []string{"b"}},
 		{name: "a failed delivery to a deleted sink is replaced by the sinks that match now",
 			before: []v1alpha1.SinkDelivery{failedGone}, matching: []string{"new"}, want: []v1alpha1.SinkDelivery{pending("new")}},
 		{name: "a delivered one stays delivered, even if its sink no longer matches",
@@ -34,7 +36,10 @@ func TestRematch(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := rematch(tt.before, tt.matching)
+			got, reset := rematch(tt.before, tt.matching)
+			if !slices.Equal(reset, tt.reset) {
+				t.Fatalf("reset %v, want %v", reset, tt.reset)
+			}
 			if len(got) != len(tt.want) {
 				t.Fatalf("got %+v, want %+v", got, tt.want)
 			}

@@ -1,4 +1,4 @@
-package controllers
+package delivery
 
 import (
 	"strings"
@@ -49,7 +49,7 @@ func TestSummarize(t *testing.T) {
 			sub := &v1alpha1.OfficialAccountSubscription{}
 			sub.Generation = 1
 			sub.Status.Sinks = tt.sinks
-			summarize(sub, now)
+			Summarize(&sub.Status, sub.Generation, now)
 			ready := meta.FindStatusCondition(sub.Status.Conditions, v1alpha1.ConditionReady)
 			if ready == nil || ready.Status != tt.wantReady || ready.Reason != tt.wantReason {
 				t.Fatalf("Ready = %+v, want %s/%s", ready, tt.wantReady, tt.wantReason)

@@ -1,4 +1,4 @@
-package controllers
+package delivery
 
 import (
 	"context"
@@ -16,11 +16,11 @@ import (
 // when there is room. Another sink's lane is not affected.
 func TestLanesHoldTheirLimitAndQueueTheRest(t *testing.T) {
 	stopped := make(chan struct{})
-	lanes := newDeliveryLanes(stopped, context.Background())
+	lanes := NewLanes(stopped, context.Background())
 	defer close(stopped)
 	requeued := make(chan types.NamespacedName, 1000)
 	go func() {
-		for ev := range lanes.requeue {
+		for ev := range lanes.Requeue {
 			requeued <- types.NamespacedName{Namespace: ev.Object.GetNamespace(), Name: ev.Object.GetName()}
 		}
 	}()
@@ -36,26 +36,25 @@ func TestLanesHoldTheirLimitAndQueueTheRest(t *testing.T) {
 		ran.Add(1)
 	}
 	const limit = 2
-	nothingAttempted := func() bool { return false }
-	results := map[handOff]int{}
+	job := func(sink string, i int, run func(context.Context)) Job {
+		return Job{Sink: sink, Event: types.NamespacedName{Namespace: "events", Name: fmt.Sprintf("oasub-%d", i)}, Run: run, Drop: func() {}}
+	}
+	taken, sentBack := 0, 0
 	total := limit + laneQueueLength + 3
 	for i := range total {
-		event := types.NamespacedName{Namespace: "events", Name: fmt.Sprintf("oasub-%d", i)}
-		results[lanes.start(deliveryID{event: types.UID(event.Name), sink: "events/hung"}, event, limit, nothingAttempted, hung)]++
+		if lanes.Start(job("events/hung", i, hung), limit) {
+			taken++
+		} else {
+			sentBack++
+		}
 	}
-	if results[handOffStarted] != limit || results[handOffUnderWay] != laneQueueLength || results[handOffLaneFull] != 3 {
-		t.Fatalf("hand-offs %v, want %d started, %d queued, 3 sent back", results, limit, laneQueueLength)
-	}
-	again := lanes.start(deliveryID{event: "oasub-0", sink: "events/hung"}, types.NamespacedName{Namespace: "events", Name: "oasub-0"},
-		limit, nothingAttempted, hung)
-	if again != handOffUnderWay {
-		t.Fatalf("a delivery already running was started again: %v", again)
+	if taken != limit+laneQueueLength || sentBack != 3 {
+		t.Fatalf("%d taken, %d sent back; want %d started or queued, 3 sent back", taken, sentBack, limit+laneQueueLength)
 	}
 
 	healthyDone := make(chan struct{})
-	if got := lanes.start(deliveryID{event: "other", sink: "events/healthy"}, types.NamespacedName{Namespace: "events", Name: "other"},
-		limit, nothingAttempted, func(context.Context) { close(healthyDone) }); got != handOffStarted {
-		t.Fatalf("another sink's delivery waited for the hung sink's lane: %v", got)
+	if !lanes.Start(job("events/healthy", total, func(context.Context) { close(healthyDone) }), limit) {
+		t.Fatal("another sink's delivery waited for the hung sink's lane")
 	}
 	select {
 	case <-healthyDone:
@@ -64,7 +63,7 @@ func TestLanesHoldTheirLimitAndQueueTheRest(t *testing.T) {
 	}
 
 	close(release) // the hung sink answers
-	lanes.drain(time.Now().Add(10 * time.Second))
+	lanes.Drain(time.Now().Add(10 * time.Second))
 	if got := ran.Load(); got != int32(limit+laneQueueLength) {
 		t.Fatalf("%d deliveries ran, want the %d started and queued", got, limit+laneQueueLength)
 	}
@@ -73,7 +72,7 @@ func TestLanesHoldTheirLimitAndQueueTheRest(t *testing.T) {
 	}
 	seen := map[types.NamespacedName]bool{}
 	deadline := time.After(10 * time.Second)
-	for len(seen) < total+1 {
+	for len(seen) < total+1 { // every event, the healthy sink's included
 		select {
 		case key := <-requeued:
 			seen[key] = true
@@ -87,9 +86,9 @@ func TestLanesHoldTheirLimitAndQueueTheRest(t *testing.T) {
 // next leader, instead of being tried against a context about to be cancelled.
 func TestLanesDropTheQueueWhenTheTermEnds(t *testing.T) {
 	stopped := make(chan struct{})
-	lanes := newDeliveryLanes(stopped, context.Background())
+	lanes := NewLanes(stopped, context.Background())
 	var mu sync.Mutex
-	ran := 0
+	ran, dropped := 0, 0
 	release := make(chan struct{})
 	deliver := func(context.Context) {
 		<-release
@@ -99,12 +98,13 @@ func TestLanesDropTheQueueWhenTheTermEnds(t *testing.T) {
 	}
 	for i := range 5 {
 		event := types.NamespacedName{Namespace: "events", Name: fmt.Sprintf("oasub-%d", i)}
-		lanes.start(deliveryID{event: types.UID(event.Name), sink: "events/s"}, event, 1, func() bool { return false }, deliver)
+		drop := func() { mu.Lock(); dropped++; mu.Unlock() }
+		lanes.Start(Job{Sink: "events/s", Event: event, Run: deliver, Drop: drop}, 1)
 	}
 	close(stopped)
 	close(release)
-	lanes.drain(time.Now().Add(10 * time.Second))
-	if ran != 1 {
-		t.Fatalf("%d deliveries ran after the term ended, want only the one under way", ran)
+	lanes.Drain(time.Now().Add(10 * time.Second))
+	if ran != 1 || dropped != 4 {
+		t.Fatalf("%d deliveries ran and %d were dropped after the term ended, want only the one under way run and 4 dropped", ran, dropped)
 	}
 }

@@ -1,4 +1,4 @@
-package controllers
+package delivery
 
 import (
 	"context"
@@ -20,21 +20,23 @@ import (
 // Secret, a malformed key. Its reason becomes the sink's Ready condition reason.
 type configError = credentials.Error
 
-// sinkResolver turns a SubscriptionSink into a ready-to-use sinks.Sink: it reads the
-// Secrets the sink names and reuses the built sink until the configuration changes.
-type sinkResolver struct {
-	client client.Client
-	// apiReader reads past the cache, which holds only the Secrets labelled for sinks, to
+// Resolver turns a SubscriptionSink into a ready-to-use sinks.Sink: it reads the Secrets
+// the sink names and reuses the built sink until the configuration changes.
+type Resolver struct {
+	Cache client.Reader
+	// APIReader reads past the cache, which holds only the Secrets labelled for sinks, to
 	// tell a Secret that lacks the label from one that does not exist.
-	apiReader client.Reader
-	registry  *sinks.Registry
+	APIReader client.Reader
+	Registry  *sinks.Registry
 }
 
-func registryKey(sink *v1alpha1.SubscriptionSink) string {
+// SinkKey names a sink in the registry, the lanes and the activity: namespace/name.
+func SinkKey(sink *v1alpha1.SubscriptionSink) string {
 	return types.NamespacedName{Namespace: sink.Namespace, Name: sink.Name}.String()
 }
 
-func (r *sinkResolver) resolve(ctx context.Context, sink *v1alpha1.SubscriptionSink) (sinks.Sink, error) {
+// Resolve returns the built sink for the SubscriptionSink as it is now.
+func (r *Resolver) Resolve(ctx context.Context, sink *v1alpha1.SubscriptionSink) (sinks.Sink, error) {
 	switch {
 	case sink.Spec.HTTP != nil:
 		return r.resolveHTTP(ctx, sink)
@@ -47,7 +49,7 @@ func (r *sinkResolver) resolve(ctx context.Context, sink *v1alpha1.SubscriptionS
 	}
 }
 
-func (r *sinkResolver) resolveHTTP(ctx context.Context, sink *v1alpha1.SubscriptionSink) (sinks.Sink, error) {
+func (r *Resolver) resolveHTTP(ctx context.Context, sink *v1alpha1.SubscriptionSink) (sinks.Sink, error) {
 	dest := sink.Spec.HTTP
 	var signingKey []byte
 	fingerprint := fmt.Sprintf("%s/%d", sink.UID, sink.Generation)
@@ -62,7 +64,7 @@ func (r *sinkResolver) resolveHTTP(ctx context.Context, sink *v1alpha1.Subscript
 		}
 		fingerprint += "/" + version
 	}
-	return r.registry.Get(ctx, registryKey(sink), fingerprint, func() (sinks.Sink, error) {
+	return r.Registry.Get(ctx, SinkKey(sink), fingerprint, func() (sinks.Sink, error) {
 		s, err := sinks.NewHTTP(dest, signingKey)
 		if err != nil {
 			return nil, &configError{Reason: v1alpha1.ReasonInvalidConfig, Err: err}
@@ -71,7 +73,7 @@ func (r *sinkResolver) resolveHTTP(ctx context.Context, sink *v1alpha1.Subscript
 	})
 }
 
-func (r *sinkResolver) resolvePostgres(ctx context.Context, sink *v1alpha1.SubscriptionSink) (sinks.Sink, error) {
+func (r *Resolver) resolvePostgres(ctx context.Context, sink *v1alpha1.SubscriptionSink) (sinks.Sink, error) {
 	dest := sink.Spec.Postgres
 	dsn, version, err := r.secretValue(ctx, sink.Namespace, &dest.DSNSecretRef)
 	if err != nil {
@@ -79,7 +81,7 @@ func (r *sinkResolver) resolvePostgres(ctx context.Context, sink *v1alpha1.Subsc
 	}
 	createTable := dest.CreateTable == nil || *dest.CreateTable
 	fingerprint := fmt.Sprintf("%s/%d/%s", sink.UID, sink.Generation, version)
-	return r.registry.Get(ctx, registryKey(sink), fingerprint, func() (sinks.Sink, error) {
+	return r.Registry.Get(ctx, SinkKey(sink), fingerprint, func() (sinks.Sink, error) {
 		var timeout time.Duration
 		if dest.Timeout != nil {
 			timeout = dest.Timeout.Duration
@@ -93,7 +95,7 @@ func (r *sinkResolver) resolvePostgres(ctx context.Context, sink *v1alpha1.Subsc
 	})
 }
 
-func (r *sinkResolver) resolveNATS(ctx context.Context, sink *v1alpha1.SubscriptionSink) (sinks.Sink, error) {
+func (r *Resolver) resolveNATS(ctx context.Context, sink *v1alpha1.SubscriptionSink) (sinks.Sink, error) {
 	dest := sink.Spec.NATS
 	var creds sinks.NATSCredentials
 	fingerprint := fmt.Sprintf("%s/%d", sink.UID, sink.Generation)
@@ -111,7 +113,7 @@ func (r *sinkResolver) resolveNATS(ctx context.Context, sink *v1alpha1.Subscript
 		fingerprint += "/" + secret.ResourceVersion
 	}
 	useJetStream := dest.JetStream == nil || *dest.JetStream
-	return r.registry.Get(ctx, registryKey(sink), fingerprint, func() (sinks.Sink, error) {
+	return r.Registry.Get(ctx, SinkKey(sink), fingerprint, func() (sinks.Sink, error) {
 		s, err := sinks.NewNATS(dest.URL, creds, dest.Subject, useJetStream, dest.CreateStream)
 		if err != nil {
 			return nil, &configError{Reason: v1alpha1.ReasonInvalidConfig, Err: err}
@@ -120,21 +122,21 @@ func (r *sinkResolver) resolveNATS(ctx context.Context, sink *v1alpha1.Subscript
 	})
 }
 
-func (r *sinkResolver) secretValue(ctx context.Context, namespace string, ref *corev1.SecretKeySelector) (string, string, error) {
+func (r *Resolver) secretValue(ctx context.Context, namespace string, ref *corev1.SecretKeySelector) (string, string, error) {
 	return r.credentials().Value(ctx, namespace, ref)
 }
 
-func (r *sinkResolver) secret(ctx context.Context, namespace, name string) (*corev1.Secret, error) {
+func (r *Resolver) secret(ctx context.Context, namespace, name string) (*corev1.Secret, error) {
 	return r.credentials().Secret(ctx, namespace, name)
 }
 
-func (r *sinkResolver) credentials() credentials.Reader {
-	return credentials.Reader{Cache: r.client, API: r.apiReader}
+func (r *Resolver) credentials() credentials.Reader {
+	return credentials.Reader{Cache: r.Cache, API: r.APIReader}
 }
 
-// secretNames lists the Secrets a sink names, for the index that maps a changed Secret to
+// SecretNames lists the Secrets a sink names, for the index that maps a changed Secret to
 // its sinks.
-func secretNames(sink *v1alpha1.SubscriptionSink) []string {
+func SecretNames(sink *v1alpha1.SubscriptionSink) []string {
 	var names []string
 	if sink.Spec.HTTP != nil && sink.Spec.HTTP.SigningSecretRef != nil {
 		names = append(names, sink.Spec.HTTP.SigningSecretRef.Name)

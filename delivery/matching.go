@@ -1,9 +1,10 @@
-package controllers
+package delivery
 
 import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -16,14 +17,14 @@ import (
 // sinkListTimeout bounds one live list of a namespace's sinks.
 const sinkListTimeout = 10 * time.Second
 
-// sinksAsOf lists a namespace's SubscriptionSinks as the API server has them at or after a
+// SinksAsOf lists a namespace's SubscriptionSinks as the API server has them at or after a
 // given resourceVersion: the event's. The informer's cache may not have seen a sink created
 // a moment before the event (the two watches run apart), and matching from it would mark
 // the event "no matching sinks" and never deliver it. The list is answered from the API
 // server's watch cache (resourceVersionMatch=NotOlderThan), not from etcd, and one list
 // serves every event older than it: under load, one list serves a batch of events.
-type sinksAsOf struct {
-	reader client.Reader
+type SinksAsOf struct {
+	Reader client.Reader
 
 	mu     sync.Mutex
 	latest map[string]sinkSnapshot // by namespace
@@ -34,8 +35,8 @@ type sinkSnapshot struct {
 	items           []v1alpha1.SubscriptionSink
 }
 
-// list returns the namespace's sinks at resourceVersion or later. Callers only read them.
-func (s *sinksAsOf) list(ctx context.Context, namespace, resourceVersion string) ([]v1alpha1.SubscriptionSink, error) {
+// List returns the namespace's sinks at resourceVersion or later. Callers only read them.
+func (s *SinksAsOf) List(ctx context.Context, namespace, resourceVersion string) ([]v1alpha1.SubscriptionSink, error) {
 	s.mu.Lock()
 	snap, ok := s.latest[namespace]
 	s.mu.Unlock()
@@ -46,7 +47,7 @@ func (s *sinksAsOf) list(ctx context.Context, namespace, resourceVersion string)
 	ctx, cancel := context.WithTimeout(ctx, sinkListTimeout)
 	defer cancel()
 	var list v1alpha1.SubscriptionSinkList
-	err := s.reader.List(ctx, &list, client.InNamespace(namespace), &client.ListOptions{Raw: &metav1.ListOptions{
+	err := s.Reader.List(ctx, &list, client.InNamespace(namespace), &client.ListOptions{Raw: &metav1.ListOptions{
 		ResourceVersion: resourceVersion, ResourceVersionMatch: metav1.ResourceVersionMatchNotOlderThan}})
 	if err != nil {
 		return nil, fmt.Errorf("listing SubscriptionSinks: %w", err)
@@ -69,8 +70,8 @@ func sinkMatches(sink *v1alpha1.SubscriptionSink, sub *v1alpha1.OfficialAccountS
 		(len(sink.Spec.Actions) == 0 || slices.Contains(sink.Spec.Actions, sub.Spec.Action))
 }
 
-// matchingSinkNames are the names of the sinks that match sub.
-func matchingSinkNames(all []v1alpha1.SubscriptionSink, sub *v1alpha1.OfficialAccountSubscription) []string {
+// MatchingSinkNames are the names of the sinks that match sub.
+func MatchingSinkNames(all []v1alpha1.SubscriptionSink, sub *v1alpha1.OfficialAccountSubscription) []string {
 	var names []string
 	for i := range all {
 		if sinkMatches(&all[i], sub) {
@@ -81,17 +82,18 @@ func matchingSinkNames(all []v1alpha1.SubscriptionSink, sub *v1alpha1.OfficialAc
 }
 
 // rematch is what the retry annotation does to an event's deliveries: failed ones start a
-// new round, a failed one whose sink is gone is dropped, and every sink that matches the
-// event now and is not listed is added. An event that matched no sink, or whose sink was
-// deleted, goes to the sinks that match it now; deliveries that succeeded stay as they are.
-func rematch(deliveries []v1alpha1.SinkDelivery, matching []string) []v1alpha1.SinkDelivery {
-	var out []v1alpha1.SinkDelivery
+// new round (they are returned as reset), a failed one whose sink is gone is dropped, and
+// every sink that matches the event now and is not listed is added. An event that matched
+// no sink, or whose sink was deleted, goes to the sinks that match it now; deliveries that
+// succeeded stay as they are.
+func rematch(deliveries []v1alpha1.SinkDelivery, matching []string) (out []v1alpha1.SinkDelivery, reset []string) {
 	for _, d := range deliveries {
 		if d.State == v1alpha1.DeliveryFailed {
 			if !slices.Contains(matching, d.Name) {
 				continue
 			}
 			d = v1alpha1.SinkDelivery{Name: d.Name, State: v1alpha1.DeliveryPending, LastError: d.LastError}
+			reset = append(reset, d.Name)
 		}
 		out = append(out, d)
 	}
@@ -101,5 +103,11 @@ func rematch(deliveries []v1alpha1.SinkDelivery, matching []string) []v1alpha1.S
 		}
 	}
 	sortByName(out)
-	return out
+	return out, reset
+}
+
+// sortByName keeps an event's deliveries in the order of their sinks' names, so that its
+// status reads, and compares, the same however the sinks were listed.
+func sortByName(deliveries []v1alpha1.SinkDelivery) {
+	slices.SortFunc(deliveries, func(a, b v1alpha1.SinkDelivery) int { return strings.Compare(a.Name, b.Name) })
 }

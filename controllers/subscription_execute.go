@@ -1,0 +1,116 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/go-logr/logr"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+
+	"github.com/chat-operators/officialaccount-operator/api/v1alpha1"
+	"github.com/chat-operators/officialaccount-operator/delivery"
+)
+
+// execute carries a plan out: the deliveries first, then the delete, the deferral or the
+// status write.
+func (r *SubscriptionReconciler) execute(ctx context.Context, sub *v1alpha1.OfficialAccountSubscription, p delivery.Plan) (ctrl.Result, error) {
+	if p.NewRound {
+		r.Ledger.NewRound(sub, p.Status.LastHandledRetry, p.Reset)
+	}
+	for _, d := range p.GaveUp {
+		r.deliverer.GaveUp(sub, d)
+	}
+	requeue := p.RequeueAfter
+	if laneFull := r.startDeliveries(ctx, sub, p); laneFull && (requeue == 0 || requeue > laneFullRecheck) {
+		requeue = laneFullRecheck
+	}
+	switch {
+	case p.Delete:
+		return ctrl.Result{}, r.deleteEvent(ctx, sub)
+	case !p.DeferredSince.IsZero():
+		r.Ledger.Defer(sub, p.DeferredSince, names(p.Status.Sinks))
+	case p.Write:
+		// The optimistic lock makes a write from a stale cache fail instead of undoing a
+		// newer status; the conflict requeues.
+		patch := client.MergeFromWithOptions(sub.DeepCopy(), client.MergeFromWithOptimisticLock{})
+		sub.Status = p.Status
+		if err := r.writeStatus(ctx, sub, patch); err != nil {
+			return ctrl.Result{}, err
+		}
+	}
+	return ctrl.Result{RequeueAfter: requeue}, nil
+}
+
+// startDeliveries hands the plan's deliveries to their sinks' lanes, each unless the ledger
+// has it under way already; it reports whether a lane was full.
+func (r *SubscriptionReconciler) startDeliveries(ctx context.Context, sub *v1alpha1.OfficialAccountSubscription, p delivery.Plan) (laneFull bool) {
+	if len(p.Start) == 0 {
+		return false
+	}
+	event := sub.DeepCopy()
+	event.Status = p.Status
+	for _, d := range p.Start {
+		if !r.Ledger.Begin(event, d.Name, p.Status.LastHandledRetry, d.Attempts) {
+			continue
+		}
+		var sink v1alpha1.SubscriptionSink
+		limit := delivery.MaxInFlight(nil)
+		if err := r.Get(ctx, types.NamespacedName{Namespace: sub.Namespace, Name: d.Name}, &sink); err == nil {
+			limit = delivery.MaxInFlight(sink.Spec.MaxInFlight)
+		}
+		job := r.deliverer.Job(event, d)
+		job.Run = withLogger(job.Run, logf.FromContext(ctx))
+		if !r.lanes.Start(job, limit) {
+			r.Ledger.Abandon(event, d.Name)
+			laneFull = true
+		}
+	}
+	return laneFull
+}
+
+// writeStatus patches the status with a deadline of its own and records it in the ledger.
+// An object deleted meanwhile needs no status.
+func (r *SubscriptionReconciler) writeStatus(ctx context.Context, sub *v1alpha1.OfficialAccountSubscription, patch client.Patch) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), statusWriteTimeout)
+	defer cancel()
+	err := r.Status().Patch(ctx, sub, patch)
+	switch {
+	case err == nil:
+		r.Ledger.Written(sub)
+		return nil
+	case apierrors.IsNotFound(err):
+		r.Ledger.Forget(client.ObjectKeyFromObject(sub))
+		return nil
+	}
+	return fmt.Errorf("writing status: %w", err)
+}
+
+// deleteEvent ends an event's life, when retention expires or once it is delivered and
+// not kept (see delivery.Plan). The ledger keeps a tombstone until the cache has seen the
+// delete: a reconcile queued meanwhile would find the object without a status and take
+// it for a new event.
+func (r *SubscriptionReconciler) deleteEvent(ctx context.Context, sub *v1alpha1.OfficialAccountSubscription) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), statusWriteTimeout)
+	defer cancel()
+	if err := r.Delete(ctx, sub, client.Preconditions{UID: &sub.UID}); err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("deleting the event: %w", err)
+	}
+	r.Ledger.Deleted(sub)
+	return nil
+}
+
+func names(deliveries []v1alpha1.SinkDelivery) []string {
+	out := make([]string, 0, len(deliveries))
+	for _, d := range deliveries {
+		out = append(out, d.Name)
+	}
+	return out
+}
+
+func withLogger(run func(context.Context), log logr.Logger) func(context.Context) {
+	return func(ctx context.Context) { run(logf.IntoContext(ctx, log)) }
+}

@@ -1,0 +1,284 @@
+package delivery
+
+import (
+	"fmt"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/equality"
+
+	"github.com/chat-operators/officialaccount-operator/api/v1alpha1"
+)
+
+// firstWriteDeferral is how long a new event's first status may wait for its deliveries.
+// Almost all end within it, and the event then gets one status write, the final one,
+// instead of "delivering" and then "delivered": a status write is the costliest request
+// of an event's life, and a burst of callbacks queues deliveries for many seconds. An
+// event whose deliveries are still under way after it gets the "delivering" status (so
+// a hung sink's events show up as pending after its timeout, or after this at most).
+const firstWriteDeferral = 30 * time.Second
+
+// SinkState is what a plan needs to know of a SubscriptionSink an event names, as the
+// cache has it.
+type SinkState struct {
+	Exists    bool
+	Suspended bool
+}
+
+// Settings are the operator's delivery settings a plan follows.
+type Settings struct {
+	DeliveredRetention time.Duration
+	FailedRetention    time.Duration
+	// SinkNotFoundGrace is how long a delivery whose sink is missing waits for a sink of
+	// that name to come back before it fails.
+	SinkNotFoundGrace time.Duration
+}
+
+// Input is everything a plan is made from. Plan reads it and changes nothing in it.
+type Input struct {
+	// Event is the cache's copy of the event.
+	Event *v1alpha1.OfficialAccountSubscription
+	// Matching are the names of the sinks that match the event now, listed as of the event;
+	// read only when NeedsMatching says so.
+	Matching []string
+	// Sinks are the sinks the event's deliveries name, by name; a name not here does not
+	// exist.
+	Sinks  map[string]SinkState
+	Ledger View
+	Now    time.Time
+	Settings
+	// TermOver: the reconcilers have stopped, and the plan only records what the sinks
+	// answered: nothing is started, and no sink is judged missing or suspended.
+	TermOver bool
+}
+
+// Plan is what a reconcile does to an event: the status it should have, and what to do
+// to get there. Executing it is the reconciler's part.
+type Plan struct {
+	// Status is the event's new status.
+	Status v1alpha1.OfficialAccountSubscriptionStatus
+	// Reset lists the deliveries a retry started over; NewRound tells the ledger when a
+	// retry was handled.
+	NewRound bool
+	Reset    []string
+	// Start are the deliveries to hand to their sinks' lanes, as the status has them.
+	Start []v1alpha1.SinkDelivery
+	// GaveUp are the deliveries this plan failed (their sink did not come back in time),
+	// for their Warning Events.
+	GaveUp []v1alpha1.SinkDelivery
+	// Delete: the event's life is over (retention, or delivered and not kept).
+	Delete bool
+	// Write: the status changed and is to be stored.
+	Write bool
+	// DeferredSince, when set, puts the first status write off: every delivery is under way
+	// (see firstWriteDeferral). The ledger keeps it with the sinks matched.
+	DeferredSince time.Time
+	// RequeueAfter is when to look again: the soonest due attempt, deferral or retention
+	// deadline; 0 for never (a lane's end, or a watch, wakes the event).
+	RequeueAfter time.Duration
+}
+
+// NeedsMatching reports whether a plan for the event needs the sinks that match it now:
+// at its first reconcile (unless its first write was put off, which keeps the sinks it
+// was matched with then) and when the retry annotation asks for a new round.
+func NeedsMatching(sub *v1alpha1.OfficialAccountSubscription, ledger View) bool {
+	first := sub.Status.ObservedGeneration == 0 && ledger.DeferredSince.IsZero()
+	return first || sub.Annotations[v1alpha1.AnnotationRetry] != sub.Status.LastHandledRetry
+}
+
+// Make plans one reconcile of an event: outcomes not yet written come first (their sinks
+// have answered), then a retry request, then the deliveries that are due; the status that
+// follows is written once, put off, or replaced by the event's deletion.
+func Make(in Input) Plan {
+	var p Plan
+	sub := in.Event
+	if deadline, ok := retentionDeadline(&sub.Status, in.DeliveredRetention, in.FailedRetention); ok && !in.Now.Before(deadline) {
+		p.Delete = true
+		return p
+	}
+	st := sub.Status.DeepCopy()
+	first := st.ObservedGeneration == 0
+	if first {
+		names := in.Matching
+		if !in.Ledger.DeferredSince.IsZero() {
+			names = in.Ledger.DeferredSinks
+		}
+		st.Sinks = pendingDeliveries(names)
+		st.LastHandledRetry = sub.Annotations[v1alpha1.AnnotationRetry]
+	}
+	applyOutcomes(st, in.Ledger.Outcomes)
+	if retry := sub.Annotations[v1alpha1.AnnotationRetry]; retry != st.LastHandledRetry {
+		st.Sinks, p.Reset = rematch(st.Sinks, in.Matching)
+		st.LastHandledRetry, p.NewRound = retry, true
+		// Attempts made in the new round, whose status write failed, count; the reset
+		// deliveries' outcomes of the earlier round do not.
+		applyOutcomes(st, in.Ledger.Outcomes)
+	}
+	underWay := p.dueDeliveries(st, in)
+	Summarize(st, sub.Generation, StatusTime(in.Now))
+	p.Status = *st
+
+	if equality.Semantic.DeepEqual(&sub.Status, st) {
+		p.RequeueAfter = requeueAfter(st, underWay, in)
+		return p
+	}
+	if first && allUnderWay(st, underWay) {
+		since := in.Ledger.DeferredSince
+		if since.IsZero() {
+			since = in.Now
+		}
+		if left := since.Add(firstWriteDeferral).Sub(in.Now); left > 0 {
+			p.DeferredSince, p.RequeueAfter = since, left
+			return p
+		}
+	}
+	if deliveredAndNotKept(st, in.DeliveredRetention) {
+		p.Delete = true
+		return p
+	}
+	p.Write = true
+	p.RequeueAfter = requeueAfter(st, underWay, in)
+	return p
+}
+
+// pendingDeliveries are an event's first deliveries, one per matched sink.
+func pendingDeliveries(names []string) []v1alpha1.SinkDelivery {
+	var out []v1alpha1.SinkDelivery
+	for _, name := range names {
+		out = append(out, v1alpha1.SinkDelivery{Name: name, State: v1alpha1.DeliveryPending})
+	}
+	sortByName(out)
+	return out
+}
+
+// applyOutcomes puts into the status every kept outcome of its round that is newer than
+// what it says (more attempts). A delivery the status does not list yet (its first
+// write failed) is added.
+func applyOutcomes(st *v1alpha1.OfficialAccountSubscriptionStatus, outcomes map[string]Outcome) {
+	added := false
+	for name, kept := range outcomes {
+		if kept.Round != st.LastHandledRetry {
+			continue
+		}
+		i := indexOf(st.Sinks, name)
+		switch {
+		case i < 0:
+			st.Sinks = append(st.Sinks, *kept.Delivery.DeepCopy())
+			added = true
+		case kept.Delivery.Attempts > st.Sinks[i].Attempts:
+			st.Sinks[i] = *kept.Delivery.DeepCopy()
+		}
+	}
+	if added {
+		sortByName(st.Sinks)
+	}
+}
+
+func indexOf(deliveries []v1alpha1.SinkDelivery, name string) int {
+	for i := range deliveries {
+		if deliveries[i].Name == name {
+			return i
+		}
+	}
+	return -1
+}
+
+// dueDeliveries decides, for each pending delivery whose time has come, whether it starts,
+// waits for its sink (suspended, or missing within the grace period) or fails; it returns
+// the deliveries under way, in flight before or started now.
+func (p *Plan) dueDeliveries(st *v1alpha1.OfficialAccountSubscriptionStatus, in Input) map[string]bool {
+	underWay := map[string]bool{}
+	if in.TermOver {
+		return underWay
+	}
+	for i := range st.Sinks {
+		d := &st.Sinks[i]
+		if d.State != v1alpha1.DeliveryPending {
+			continue
+		}
+		if in.Ledger.InFlight[d.Name] {
+			underWay[d.Name] = true
+			continue
+		}
+		due := d.NextAttemptTime == nil || !d.NextAttemptTime.After(in.Now) || d.SinkMissingSince != nil
+		if !due {
+			continue
+		}
+		sink := in.Sinks[d.Name]
+		if !sink.Exists {
+			if awaitMissingSink(d, in.Now, in.SinkNotFoundGrace) {
+				p.GaveUp = append(p.GaveUp, *d)
+			}
+			continue
+		}
+		if d.SinkMissingSince != nil {
+			d.SinkMissingSince, d.NextAttemptTime, d.LastError = nil, nil, ""
+		}
+		if sink.Suspended {
+			// No time of its own: the sink watch wakes the delivery when the sink resumes.
+			d.NextAttemptTime = nil
+			continue
+		}
+		p.Start = append(p.Start, *d.DeepCopy())
+		underWay[d.Name] = true
+	}
+	return underWay
+}
+
+// awaitMissingSink gives a delivery whose sink does not exist a grace period in which a
+// sink of that name coming back (deleted and re-created by Helm or Argo CD) resumes it;
+// after that, the delivery fails, and it reports so.
+func awaitMissingSink(d *v1alpha1.SinkDelivery, now time.Time, grace time.Duration) (failed bool) {
+	if d.SinkMissingSince == nil {
+		since := StatusTime(now)
+		d.SinkMissingSince = &since
+	}
+	deadline := d.SinkMissingSince.Add(grace)
+	if !now.Before(deadline) {
+		giveUp(d, fmt.Sprintf("SubscriptionSink %q does not exist, and none of that name came back within %s", d.Name, grace))
+		return true
+	}
+	next := metav1Later(deadline)
+	d.NextAttemptTime = &next
+	d.LastError = fmt.Sprintf("SubscriptionSink %q does not exist; waiting until %s for a sink of that name",
+		d.Name, next.UTC().Format(time.RFC3339))
+	return false
+}
+
+// giveUp fails a delivery for good, until the retry annotation starts it over.
+func giveUp(d *v1alpha1.SinkDelivery, reason string) {
+	d.State, d.NextAttemptTime, d.LastError = v1alpha1.DeliveryFailed, nil, truncate(reason)
+}
+
+// allUnderWay reports whether every pending delivery is under way, and at least one is.
+func allUnderWay(st *v1alpha1.OfficialAccountSubscriptionStatus, underWay map[string]bool) bool {
+	for _, d := range st.Sinks {
+		if d.State == v1alpha1.DeliveryPending && !underWay[d.Name] {
+			return false
+		}
+	}
+	return len(underWay) > 0
+}
+
+// requeueAfter is the time until the soonest due attempt or retention deadline. Deliveries
+// under way are left out: their end queues the event again.
+func requeueAfter(st *v1alpha1.OfficialAccountSubscriptionStatus, underWay map[string]bool, in Input) time.Duration {
+	var soonest time.Time
+	consider := func(t time.Time) {
+		if soonest.IsZero() || t.Before(soonest) {
+			soonest = t
+		}
+	}
+	for _, d := range st.Sinks {
+		if d.State == v1alpha1.DeliveryPending && d.NextAttemptTime != nil && !underWay[d.Name] {
+			consider(d.NextAttemptTime.Time)
+		}
+	}
+	if deadline, ok := retentionDeadline(st, in.DeliveredRetention, in.FailedRetention); ok {
+		consider(deadline)
+	}
+	if soonest.IsZero() {
+		return 0
+	}
+	// Never 0 once something is due: RequeueAfter 0 would mean "do not requeue".
+	return max(soonest.Sub(in.Now), time.Millisecond)
+}

@@ -1,0 +1,187 @@
+package delivery
+
+import (
+	"slices"
+	"testing"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/chat-operators/officialaccount-operator/api/v1alpha1"
+)
+
+var planNow = time.Date(2026, 12, 2, 12, 0, 0, 0, time.UTC)
+
+// stored is an event whose status was written with these deliveries, at round.
+func stored(round string, deliveries ...v1alpha1.SinkDelivery) *v1alpha1.OfficialAccountSubscription {
+	sub := &v1alpha1.OfficialAccountSubscription{ObjectMeta: metav1.ObjectMeta{Namespace: "events", Name: "oasub-1", UID: "u1",
+		Generation: 1, ResourceVersion: "10"}}
+	sub.Status.Sinks = deliveries
+	sub.Status.LastHandledRetry = round
+	if round != "" {
+		sub.Annotations = map[string]string{v1alpha1.AnnotationRetry: round}
+	}
+	Summarize(&sub.Status, 1, StatusTime(planNow.Add(-time.Minute)))
+	return sub
+}
+
+func fresh() *v1alpha1.OfficialAccountSubscription {
+	return &v1alpha1.OfficialAccountSubscription{ObjectMeta: metav1.ObjectMeta{Namespace: "events", Name: "oasub-1", UID: "u1",
+		Generation: 1, ResourceVersion: "9"}}
+}
+
+func withRetry(sub *v1alpha1.OfficialAccountSubscription, value string) *v1alpha1.OfficialAccountSubscription {
+	sub = sub.DeepCopy()
+	sub.Annotations = map[string]string{v1alpha1.AnnotationRetry: value}
+	return sub
+}
+
+func pendingTo(name string) v1alpha1.SinkDelivery {
+	return v1alpha1.SinkDelivery{Name: name, State: v1alpha1.DeliveryPending}
+}
+
+func deliveredTo(name string, attempts int32) v1alpha1.SinkDelivery {
+	return v1alpha1.SinkDelivery{Name: name, State: v1alpha1.DeliveryDelivered, Attempts: attempts}
+}
+
+func failedAt(name string, attempts int32) v1alpha1.SinkDelivery {
+	return v1alpha1.SinkDelivery{Name: name, State: v1alpha1.DeliveryFailed, Attempts: attempts, LastError: "400 Bad Request"}
+}
+
+func retryingAt(name string, attempts int32, next time.Time) v1alpha1.SinkDelivery {
+	t := metav1.NewTime(next)
+	return v1alpha1.SinkDelivery{Name: name, State: v1alpha1.DeliveryPending, Attempts: attempts, NextAttemptTime: &t, LastError: "503"}
+}
+
+var bothSinks = map[string]SinkState{"a": {Exists: true}, "b": {Exists: true}}
+
+func TestMake(t *testing.T) {
+	type want struct {
+		start       []string
+		states      map[string]v1alpha1.DeliveryState
+		write       bool
+		delete      bool
+		deferred    bool
+		reset       []string
+		readyReason string
+	}
+	tests := []struct {
+		name string
+		in   Input
+		want want
+	}{
+		{name: "a new event is matched, its deliveries start, and its first write waits for them",
+			in:   Input{Event: fresh(), Matching: []string{"a", "b"}, Sinks: bothSinks},
+			want: want{start: []string{"a", "b"}, deferred: true, states: map[string]v1alpha1.DeliveryState{"a": "Pending", "b": "Pending"}}},
+		{name: "a deferred event keeps the sinks it was matched with, and is written once both answered",
+			in: Input{Event: fresh(), Matching: []string{"a", "b", "later"}, Sinks: bothSinks, Settings: Settings{DeliveredRetention: time.Hour},
+				Ledger: View{DeferredSince: planNow.Add(-time.Second), DeferredSinks: []string{"a", "b"},
+					Outcomes: map[string]Outcome{"a": {Delivery: deliveredTo("a", 1)}, "b": {Delivery: deliveredTo("b", 1)}}}},
+			want: want{write: true, readyReason: v1alpha1.ReasonDelivered,
+				states: map[string]v1alpha1.DeliveryState{"a": "Delivered", "b": "Delivered"}}},
+		{name: "a deferral that ran out is written while a delivery is still under way",
+			in: Input{Event: fresh(), Sinks: bothSinks,
+				Ledger: View{DeferredSince: planNow.Add(-firstWriteDeferral), DeferredSinks: []string{"a"}, InFlight: map[string]bool{"a": true}}},
+			want: want{write: true, readyReason: v1alpha1.ReasonDelivering, states: map[string]v1alpha1.DeliveryState{"a": "Pending"}}},
+		{name: "delivered and not kept: deleted instead of written",
+			in: Input{Event: stored("", pendingTo("a")), Sinks: bothSinks,
+				Ledger: View{Outcomes: map[string]Outcome{"a": {Delivery: deliveredTo("a", 1)}}}},
+			want: want{delete: true}},
+		{name: "an outcome whose status write failed is written, not delivered again",
+			in: Input{Event: stored("", pendingTo("a")), Sinks: bothSinks, Settings: Settings{DeliveredRetention: time.Hour},
+				Ledger: View{Outcomes: map[string]Outcome{"a": {Delivery: deliveredTo("a", 1)}}}},
+			want: want{write: true, readyReason: v1alpha1.ReasonDelivered, states: map[string]v1alpha1.DeliveryState{"a": "Delivered"}}},
+		{name: "a delivery in flight is not started again",
+			in:   Input{Event: stored("", pendingTo("a")), Sinks: bothSinks, Ledger: View{InFlight: map[string]bool{"a": true}}},
+			want: want{states: map[string]v1alpha1.DeliveryState{"a": "Pending"}}},
+		{name: "a retry not yet due waits",
+			in:   Input{Event: stored("", retryingAt("a", 2, planNow.Add(time.Second))), Sinks: bothSinks},
+			want: want{states: map[string]v1alpha1.DeliveryState{"a": "Pending"}}},
+		{name: "a retry that is due starts",
+			in:   Input{Event: stored("", retryingAt("a", 2, planNow)), Sinks: bothSinks},
+			want: want{start: []string{"a"}, states: map[string]v1alpha1.DeliveryState{"a": "Pending"}}},
+		{name: "a suspended sink's delivery waits without a time",
+			in:   Input{Event: stored("", retryingAt("a", 2, planNow)), Sinks: map[string]SinkState{"a": {Exists: true, Suspended: true}}},
+			want: want{write: true, states: map[string]v1alpha1.DeliveryState{"a": "Pending"}}},
+		{name: "a missing sink's delivery waits for one of its name",
+			in:   Input{Event: stored("", pendingTo("a")), Settings: Settings{SinkNotFoundGrace: time.Minute}},
+			want: want{write: true, readyReason: v1alpha1.ReasonSinkNotFound, states: map[string]v1alpha1.DeliveryState{"a": "Pending"}}},
+		{name: "the retry annotation starts a failed delivery over",
+			in:   Input{Event: withRetry(stored("", failedAt("a", 3)), "r1"), Matching: []string{"a"}, Sinks: bothSinks},
+			want: want{start: []string{"a"}, reset: []string{"a"}, write: true, states: map[string]v1alpha1.DeliveryState{"a": "Pending"}}},
+		// An outcome kept after a failed status write carries the attempts of the round
+		// before the retry; it must not undo the retry.
+		{name: "a retry is not undone by an outcome of the round before it",
+			in: Input{Event: withRetry(stored("", retryingAt("a", 2, planNow)), "r1"), Matching: []string{"a"}, Sinks: bothSinks,
+				Ledger: View{Outcomes: map[string]Outcome{"a": {Delivery: failedAt("a", 3)}}}},
+			want: want{start: []string{"a"}, reset: []string{"a"}, write: true, states: map[string]v1alpha1.DeliveryState{"a": "Pending"}}},
+		{name: "an outcome of the retry's own round counts, once the retry's write failed",
+			in: Input{Event: withRetry(stored("", failedAt("a", 3)), "r1"), Matching: []string{"a"}, Sinks: bothSinks, Settings: Settings{DeliveredRetention: time.Hour},
+				Ledger: View{Outcomes: map[string]Outcome{"a": {Round: "r1", Delivery: deliveredTo("a", 1)}}}},
+			want: want{reset: []string{"a"}, write: true, readyReason: v1alpha1.ReasonDelivered, states: map[string]v1alpha1.DeliveryState{"a": "Delivered"}}},
+		{name: "retention expired: deleted",
+			in:   Input{Event: stored("", deliveredTo("a", 1)), Settings: Settings{DeliveredRetention: time.Second}},
+			want: want{delete: true}},
+		{name: "the term is over: outcomes written, nothing started or judged missing",
+			in: Input{Event: stored("", pendingTo("a"), pendingTo("b")), TermOver: true, Settings: Settings{DeliveredRetention: time.Hour},
+				Ledger: View{Outcomes: map[string]Outcome{"a": {Delivery: deliveredTo("a", 1)}}}},
+			want: want{write: true, readyReason: v1alpha1.ReasonDelivering, states: map[string]v1alpha1.DeliveryState{"a": "Delivered", "b": "Pending"}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.in.Now = planNow
+			if tt.in.FailedRetention == 0 {
+				tt.in.FailedRetention = 24 * time.Hour // failed events are kept: none of these expires
+			}
+			before := tt.in.Event.DeepCopy()
+			p := Make(tt.in)
+			if got := startedNames(p); !slices.Equal(got, tt.want.start) {
+				t.Errorf("start %v, want %v", got, tt.want.start)
+			}
+			if p.Write != tt.want.write || p.Delete != tt.want.delete || !p.DeferredSince.IsZero() != tt.want.deferred {
+				t.Errorf("write %v delete %v deferred %v, want %v %v %v", p.Write, p.Delete, !p.DeferredSince.IsZero(),
+					tt.want.write, tt.want.delete, tt.want.deferred)
+			}
+			if !slices.Equal(p.Reset, tt.want.reset) {
+				t.Errorf("reset %v, want %v", p.Reset, tt.want.reset)
+			}
+			for name, state := range tt.want.states {
+				if i := indexOf(p.Status.Sinks, name); i < 0 || p.Status.Sinks[i].State != state {
+					t.Errorf("delivery to %s: %+v, want %s", name, p.Status.Sinks, state)
+				}
+			}
+			if tt.want.readyReason != "" {
+				if ready := meta.FindStatusCondition(p.Status.Conditions, v1alpha1.ConditionReady); ready == nil || ready.Reason != tt.want.readyReason {
+					t.Errorf("Ready %+v, want reason %s", ready, tt.want.readyReason)
+				}
+			}
+			if !equalEvents(before, tt.in.Event) {
+				t.Error("Make changed its input")
+			}
+		})
+	}
+}
+
+func startedNames(p Plan) []string {
+	var out []string
+	for _, d := range p.Start {
+		out = append(out, d.Name)
+	}
+	return out
+}
+
+func equalEvents(a, b *v1alpha1.OfficialAccountSubscription) bool {
+	return a.ResourceVersion == b.ResourceVersion && len(a.Status.Sinks) == len(b.Status.Sinks) &&
+		a.Status.LastHandledRetry == b.Status.LastHandledRetry && a.Status.ObservedGeneration == b.Status.ObservedGeneration &&
+		(len(a.Status.Sinks) == 0 || a.Status.Sinks[0].State == b.Status.Sinks[0].State)
+}
+
+// A plan asks to come back when the soonest retry is due, never at 0 once one is.
+func TestMakeRequeuesForTheSoonestRetry(t *testing.T) {
+	in := Input{Event: stored("", retryingAt("a", 2, planNow.Add(3*time.Second)), retryingAt("b", 1, planNow.Add(time.Second))),
+		Sinks: bothSinks, Now: planNow}
+	if got := Make(in).RequeueAfter; got != time.Second {
+		t.Fatalf("RequeueAfter %v, want 1s", got)
+	}
+}
