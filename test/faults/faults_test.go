@@ -2,6 +2,7 @@ package faults
 
 import (
 	"context"
+	"net/http"
 	"os"
 	"strconv"
 	"sync"
@@ -12,6 +13,7 @@ import (
 	. "github.com/onsi/gomega"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/chat-operators/officialaccount-operator/api/v1alpha1"
 )
@@ -252,6 +254,29 @@ var _ = Describe("Status writes failing after a successful delivery", func() {
 		startOperator(ns, kubeconfig)
 		Eventually(func() int { return countReady(ns) }, time.Minute).Should(Equal(1))
 		Expect(sink.deliveries()).To(Equal(1), "the sink sees exactly one delivery")
+	})
+
+	It("keeps a retry asked for while a failure waits to be written", func() {
+		ns, sink := namespaceWithSink()
+		proxy := newStatusFailingProxy(restConfig, 1_000_000)
+		op := startOperator(ns, plainKubeconfig(proxy.url), "--leader-elect=false")
+		sink.answer.Store(http.StatusBadRequest) // the event fails for good at its first attempt
+		s := &senders{account: uniqueAccount()}
+		Expect(s.sendOne(op.webhookURL).ok()).To(BeTrue())
+		Eventually(sink.deliveries, time.Minute).Should(Equal(1))
+		Eventually(proxy.failed.Load).Should(BeNumerically(">=", 2), "the status write of the failure has failed")
+
+		sink.answer.Store(0) // the receiver is fixed, and the event is retried
+		events := eventsOf(ns)
+		Expect(events).To(HaveLen(1))
+		retried := events[0].DeepCopy()
+		retried.Annotations = map[string]string{v1alpha1.AnnotationRetry: "after-the-fix"}
+		Expect(k8s.Patch(context.Background(), retried, client.MergeFrom(&events[0]))).To(Succeed())
+		Eventually(func() int { total, _ := sink.deliveries(); return total }, time.Minute).
+			Should(Equal(2), "the retry delivers again, though the failure was never written")
+
+		proxy.failures.Store(0) // the API server takes status writes again
+		Eventually(func() int { return countReady(ns) }, time.Minute).Should(Equal(1), "the event ends delivered, not failed")
 	})
 })
 

@@ -171,8 +171,9 @@ func refused(err error) bool { return errors.Is(err, syscall.ECONNREFUSED) }
 // endpoint is a sink's HTTP endpoint, a real server on a fixed address that can answer
 // slowly or be taken down and brought back on the same address.
 type endpoint struct {
-	addr  string
-	delay atomic.Int64 // nanoseconds each delivery takes
+	addr   string
+	delay  atomic.Int64 // nanoseconds each delivery takes
+	answer atomic.Int32 // the status code it answers with; 0 for 200
 
 	mu       sync.Mutex
 	srv      *http.Server
@@ -215,7 +216,11 @@ func (e *endpoint) handle(w http.ResponseWriter, r *http.Request) {
 		e.subs[s] = true
 	}
 	e.mu.Unlock()
-	w.WriteHeader(http.StatusOK)
+	code := int(e.answer.Load())
+	if code == 0 {
+		code = http.StatusOK
+	}
+	w.WriteHeader(code)
 }
 
 // down closes the listener and every connection: deliveries are refused.

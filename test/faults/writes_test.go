@@ -8,12 +8,14 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	"k8s.io/client-go/discovery"
 
+	"github.com/chat-operators/officialaccount-operator/api/v1alpha1"
 	"github.com/chat-operators/officialaccount-operator/internal/testenv"
 )
 
@@ -116,5 +118,37 @@ var _ = Describe("An operator that keeps no delivered event (--delivered-retenti
 		writes := statusPatches() - before
 		AddReportEntry("status writes with --delivered-retention=0", fmt.Sprintf("%.0f for %d delivered events", writes, events))
 		Expect(writes).To(BeZero())
+	})
+
+	It("delivers each event once to each of its sinks, though the cache still holds it after its delete", func() {
+		// The deliveries of one event end together, each queueing the event again: a
+		// reconcile queued that way after the one that deleted the event finds it still in
+		// the cache, without a status.
+		const events = 400
+		ns, first := namespaceWithSink()
+		receivers := map[string]*endpoint{"downstream": first}
+		for _, name := range []string{"second", "third", "fourth"} {
+			receivers[name] = newEndpoint()
+			newHTTPSink(ns, receivers[name].url(), func(s *v1alpha1.SubscriptionSink) { s.Name = name })
+		}
+		createEvents(ns, events)
+		subscribers := make([]string, events)
+		for i := range subscribers {
+			subscribers[i] = "user" + strconv.Itoa(i)
+		}
+		op := startOperator(ns, kubeconfig, "--delivered-retention=0")
+		for _, receiver := range receivers {
+			Eventually(func() []string { return receiver.missing(subscribers) }, 2*time.Minute, 200*time.Millisecond).
+				Should(BeEmpty(), "every event is delivered to every sink")
+		}
+		Eventually(func() int { return len(eventsOf(ns)) }, time.Minute, 200*time.Millisecond).
+			Should(BeZero(), "every delivered event is deleted")
+		// Once the process has exited, no delivery can still be on its way.
+		op.signal(syscall.SIGTERM)
+		Eventually(op.exited, time.Minute).Should(BeClosed())
+		for name, receiver := range receivers {
+			total, duplicates := receiver.deliveries()
+			Expect([]int{total, duplicates}).To(Equal([]int{events, 0}), "sink %s gets each event once", name)
+		}
 	})
 })
