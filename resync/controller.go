@@ -89,6 +89,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 		}
 		return reconcile.Result{}, client.IgnoreNotFound(err)
 	}
+	if err := r.recordDestroyed(ctx, &rs); err != nil {
+		return reconcile.Result{}, fmt.Errorf("recording the destroyed accounts: %w", err)
+	}
 	if rs.Spec.Suspend {
 		return reconcile.Result{}, r.writeStatus(ctx, &rs, func(st *v1alpha1.OfficialAccountResyncStatus) {
 			st.NextResyncTime = nil
@@ -201,8 +204,9 @@ const Workers = 2
 // secretIndex indexes resyncs by the Secrets they name.
 const secretIndex = "spec.secretNames"
 
-// SetupWithManager watches the resyncs' spec and annotations, and the Secrets they name,
-// so that a resync stalled on its credentials runs as soon as they are fixed; the
+// SetupWithManager watches the resyncs' spec and annotations, the Secrets they name, so
+// that a resync stalled on its credentials runs as soon as they are fixed, and the
+// AccountDestroyed events, so that a destruction is recorded while its event exists; the
 // accounts' schedules come back by themselves through RequeueAfter.
 func (r *Reconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager) error {
 	if err := mgr.GetFieldIndexer().IndexField(ctx, &v1alpha1.OfficialAccountResync{}, secretIndex, func(o client.Object) []string {
@@ -214,6 +218,8 @@ func (r *Reconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager) err
 		For(&v1alpha1.OfficialAccountResync{}, builder.WithPredicates(
 			predicate.Or(predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
 		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.resyncsNaming)).
+		Watches(&v1alpha1.OfficialAccountSubscription{}, handler.EnqueueRequestsFromMapFunc(r.resyncsOfDestroyed),
+			builder.WithPredicates(isAccountDestroyed)).
 		WithOptions(controller.Options{MaxConcurrentReconciles: Workers}).
 		Named("officialaccountresync").
 		Complete(r)

@@ -10,7 +10,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/chat-operators/officialaccount-operator/api/v1alpha1"
-	"github.com/chat-operators/officialaccount-operator/webhookserver"
 )
 
 // storedParts reads the parts of plan that exist, with their subscribers.
@@ -75,24 +74,7 @@ func (r *run) createParts(ctx context.Context, account string, plan *v1alpha1.Sn
 }
 
 // wasDestroyed tells whether an account Tencent no longer knows was destroyed: its
-// AccountDestroyed callback is stored, or an earlier resync found so.
-func (r *run) wasDestroyed(ctx context.Context, entry *v1alpha1.AccountResync) bool {
-	if entry.State == v1alpha1.AccountDestroyed {
-		return true
-	}
-	var list v1alpha1.OfficialAccountSubscriptionList
-	err := r.List(ctx, &list, client.InNamespace(r.rs.Namespace), client.UnsafeDisableDeepCopy, client.MatchingLabels{
-		v1alpha1.LabelSDKAppID:            r.rs.Spec.SDKAppID,
-		v1alpha1.LabelAction:              string(v1alpha1.ActionAccountDestroyed),
-		v1alpha1.LabelOfficialAccountHash: webhookserver.OfficialAccountHash(entry.OfficialAccount),
-	})
-	if err != nil {
-		return false
-	}
-	for i := range list.Items {
-		if list.Items[i].Spec.OfficialAccount == entry.OfficialAccount {
-			return true
-		}
-	}
-	return false
+// AccountDestroyed event was recorded (recordDestroyed), or an earlier resync found so.
+func wasDestroyed(entry *v1alpha1.AccountResync) bool {
+	return entry.State == v1alpha1.AccountDestroyed
 }

@@ -85,7 +85,7 @@ func (r *run) resyncAccount(ctx context.Context, scanner *tencent.Scanner, entry
 		r.event(corev1.EventTypeNormal, v1alpha1.ReasonResynced, "%s: %d subscriber(s) listed in %d call(s), %s",
 			entry.OfficialAccount, entry.Subscribers, entry.Calls, change)
 		log.Info("resynced", "subscribers", entry.Subscribers, "calls", entry.Calls, "changed", entry.Changed, "snapshot", entry.Snapshot)
-	case errors.As(err, &tencentErr) && tencentErr.Code == tencent.CodeAccountNotFound && r.wasDestroyed(ctx, entry):
+	case errors.As(err, &tencentErr) && tencentErr.Code == tencent.CodeAccountNotFound && wasDestroyed(entry):
 		destroyed(entry, end, every)
 		resyncsTotal.WithLabelValues(resultDestroyed).Inc()
 		r.event(corev1.EventTypeNormal, v1alpha1.ReasonAccountDestroyed, "%s: the account was destroyed; its AccountDestroyed event ended every subscription",

@@ -126,6 +126,13 @@ func destroyed(entry *v1alpha1.AccountResync, end time.Time, every time.Duration
 	entry.NextResyncTime = metaTime(end.Add(every))
 }
 
+// markDestroyed records an account whose AccountDestroyed event was stored: it is due at
+// once, so that the resync confirms it, and a 130004 for it is no failure.
+func markDestroyed(entry *v1alpha1.AccountResync) {
+	entry.State, entry.Failures, entry.LastError, entry.LastErrorTime = v1alpha1.AccountDestroyed, 0, "", nil
+	entry.InProgress, entry.NextResyncTime = nil, nil
+}
+
 // failed records a failed resync of the account, retried on its own backoff.
 func failed(entry *v1alpha1.AccountResync, err error, end time.Time, base, every time.Duration) {
 	entry.State, entry.Failures = v1alpha1.AccountFailed, entry.Failures+1
