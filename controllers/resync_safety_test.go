@@ -125,6 +125,47 @@ func hasLabels(m *dto.Metric, want map[string]string) bool {
 	return found == len(want)
 }
 
+// refuseSnapshotPart2 has the API server refuse part 2 of the account's snapshots, as a
+// crash after part 1 would stop it, until the binding it returns is deleted.
+func refuseSnapshotPart2(account string) *admissionv1.ValidatingAdmissionPolicyBinding {
+	GinkgoHelper()
+	// The API server refuses part 2 of this account's snapshots, as a crash after part 1 would stop it.
+	policy := &admissionv1.ValidatingAdmissionPolicy{
+		ObjectMeta: metav1.ObjectMeta{Name: "refuse-part-2"},
+		Spec: admissionv1.ValidatingAdmissionPolicySpec{
+			FailurePolicy: ptr.To(admissionv1.Fail),
+			MatchConstraints: &admissionv1.MatchResources{ResourceRules: []admissionv1.NamedRuleWithOperations{{
+				RuleWithOperations: admissionv1.RuleWithOperations{Operations: []admissionv1.OperationType{admissionv1.Create},
+					Rule: admissionv1.Rule{APIGroups: []string{v1alpha1.GroupVersion.Group}, APIVersions: []string{"*"},
+						Resources: []string{"officialaccountsubscriptions"}}},
+			}}},
+			Validations: []admissionv1.Validation{{Expression: fmt.Sprintf(
+				"!has(object.spec.snapshot) || object.metadata.labels['%s'] != '%s' || object.spec.snapshot.part != 2",
+				v1alpha1.LabelOfficialAccountHash, webhookserver.OfficialAccountHash(account))}},
+		},
+	}
+	binding := &admissionv1.ValidatingAdmissionPolicyBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "refuse-part-2"},
+		Spec: admissionv1.ValidatingAdmissionPolicyBindingSpec{PolicyName: policy.Name,
+			ValidationActions: []admissionv1.ValidationAction{admissionv1.Deny}},
+	}
+	for _, obj := range []client.Object{policy, binding} {
+		Expect(k8s.Create(context.Background(), obj)).To(Succeed())
+		DeferCleanup(func() { _ = k8s.Delete(context.Background(), obj) })
+	}
+	// The API server takes the policy up in its own time: wait until it refuses a probe.
+	probe := &v1alpha1.OfficialAccountSubscription{
+		ObjectMeta: metav1.ObjectMeta{Name: "probe-part-2", Namespace: eventNamespace,
+			Labels: map[string]string{v1alpha1.LabelOfficialAccountHash: webhookserver.OfficialAccountHash(account)}},
+		Spec: v1alpha1.OfficialAccountSubscriptionSpec{SDKAppID: fmt.Sprint(restApp), CallbackCommand: v1alpha1.CommandSnapshot,
+			Action: v1alpha1.ActionSnapshot, OfficialAccount: account, Subscribers: []string{}, ReceivedTime: metav1.Now(),
+			Snapshot: &v1alpha1.SnapshotPart{ID: "probe", Part: 2, Parts: 3}},
+	}
+	Eventually(func() error { return k8s.Create(context.Background(), probe.DeepCopy(), client.DryRunAll) }).
+		Should(MatchError(ContainSubstring("refuse-part-2")))
+	return binding
+}
+
 var _ = Describe("A resync, made safe", func() {
 	It("follows a run longer than its own schedule with the next one", func() {
 		account := uniqueAccount()
@@ -180,40 +221,7 @@ var _ = Describe("A resync, made safe", func() {
 	It("completes a snapshot it left in part with the same time and id", func() {
 		account := uniqueAccount()
 		restStandIn.SetSubscribers(account, members("m", 1200)) // 3 parts
-		// The API server refuses part 2 of this account's snapshots, as a crash after part 1 would stop it.
-		policy := &admissionv1.ValidatingAdmissionPolicy{
-			ObjectMeta: metav1.ObjectMeta{Name: "refuse-part-2"},
-			Spec: admissionv1.ValidatingAdmissionPolicySpec{
-				FailurePolicy: ptr.To(admissionv1.Fail),
-				MatchConstraints: &admissionv1.MatchResources{ResourceRules: []admissionv1.NamedRuleWithOperations{{
-					RuleWithOperations: admissionv1.RuleWithOperations{Operations: []admissionv1.OperationType{admissionv1.Create},
-						Rule: admissionv1.Rule{APIGroups: []string{v1alpha1.GroupVersion.Group}, APIVersions: []string{"*"},
-							Resources: []string{"officialaccountsubscriptions"}}},
-				}}},
-				Validations: []admissionv1.Validation{{Expression: fmt.Sprintf(
-					"!has(object.spec.snapshot) || object.metadata.labels['%s'] != '%s' || object.spec.snapshot.part != 2",
-					v1alpha1.LabelOfficialAccountHash, webhookserver.OfficialAccountHash(account))}},
-			},
-		}
-		binding := &admissionv1.ValidatingAdmissionPolicyBinding{
-			ObjectMeta: metav1.ObjectMeta{Name: "refuse-part-2"},
-			Spec: admissionv1.ValidatingAdmissionPolicyBindingSpec{PolicyName: policy.Name,
-				ValidationActions: []admissionv1.ValidationAction{admissionv1.Deny}},
-		}
-		for _, obj := range []client.Object{policy, binding} {
-			Expect(k8s.Create(context.Background(), obj)).To(Succeed())
-			DeferCleanup(func() { _ = k8s.Delete(context.Background(), obj) })
-		}
-		// The API server takes the policy up in its own time: wait until it refuses a probe.
-		probe := &v1alpha1.OfficialAccountSubscription{
-			ObjectMeta: metav1.ObjectMeta{Name: "probe-part-2", Namespace: eventNamespace,
-				Labels: map[string]string{v1alpha1.LabelOfficialAccountHash: webhookserver.OfficialAccountHash(account)}},
-			Spec: v1alpha1.OfficialAccountSubscriptionSpec{SDKAppID: fmt.Sprint(restApp), CallbackCommand: v1alpha1.CommandSnapshot,
-				Action: v1alpha1.ActionSnapshot, OfficialAccount: account, Subscribers: []string{}, ReceivedTime: metav1.Now(),
-				Snapshot: &v1alpha1.SnapshotPart{ID: "probe", Part: 2, Parts: 3}},
-		}
-		Eventually(func() error { return k8s.Create(context.Background(), probe.DeepCopy(), client.DryRunAll) }).
-			Should(MatchError(ContainSubstring("refuse-part-2")))
+		binding := refuseSnapshotPart2(account)
 		resyncSecret("in-part", restKey, true)
 		rs := resyncOf("in-part", []string{account}, nil)
 		var left *v1alpha1.SnapshotInProgress
@@ -243,6 +251,59 @@ var _ = Describe("A resync, made safe", func() {
 		}
 		Expect(parts[left.Snapshot]).To(HaveLen(3))
 		Expect(listed).To(HaveLen(1200), "part 1 as first stored, the rest from the new listing")
+	})
+
+	It("stores a part again under a name of its own once the first was delivered and deleted", func() {
+		account, receiver := accountWithReceiver()
+		newSink("part-again", account, receiver)
+		restStandIn.SetSubscribers(account, members("m", 1200)) // 3 parts
+		binding := refuseSnapshotPart2(account)
+		resyncSecret("part-again", restKey, true)
+		rs := resyncOf("part-again", []string{account}, nil)
+		var left *v1alpha1.SnapshotInProgress
+		Eventually(func() string {
+			a := getResync(rs).Status.Accounts
+			if len(a) == 1 && a[0].InProgress != nil && a[0].State == v1alpha1.AccountFailed {
+				left = a[0].InProgress
+				return a[0].LastError
+			}
+			return ""
+		}, 30*time.Second).Should(ContainSubstring("part 2/3"))
+		// Part 1 is delivered, and deleted after its retention, before the retry.
+		Eventually(func() int { return len(receiver.Requests()) }, 30*time.Second).Should(Equal(1))
+		Eventually(func() int { return len(snapshotsOf(account)[left.Snapshot]) }, 3*retention+30*time.Second, 200*time.Millisecond).
+			Should(BeZero())
+
+		restStandIn.Unsubscribe(account, "m-0003") // the retry lists anew: part 1 now holds other members
+		Expect(k8s.Delete(context.Background(), binding)).To(Succeed())
+		done := resyncCondition(rs, v1alpha1.ConditionReady, metav1.ConditionTrue)
+		Expect(done.Status.Accounts[0].Snapshot).To(Equal(left.Snapshot), "the retry completed the same snapshot")
+		Eventually(func() int { return len(receiver.Requests()) }, 30*time.Second).Should(Equal(4), "part 1 twice, parts 2 and 3")
+
+		ids := map[string]bool{}
+		parts := map[int32]int{}
+		delivered := map[string]bool{}
+		for _, r := range receiver.Requests() {
+			id := r.Header.Get("ce-id")
+			Expect(r.Header.Get("Idempotency-Key")).To(Equal(id))
+			Expect(ids).NotTo(HaveKey(id), "a part stored again reused a delivered part's id: a deduplicating receiver drops it")
+			ids[id] = true
+			var spec v1alpha1.OfficialAccountSubscriptionSpec
+			Expect(json.Unmarshal(r.Body, &spec)).To(Succeed())
+			Expect(spec.Snapshot.ID).To(Equal(left.Snapshot))
+			Expect(spec.Snapshot.Parts).To(BeEquivalentTo(3))
+			Expect(spec.EventTime).To(Equal(left.EventTime))
+			parts[spec.Snapshot.Part]++
+			for _, m := range spec.Subscribers {
+				delivered[m] = true
+			}
+		}
+		Expect(parts).To(Equal(map[int32]int{1: 2, 2: 1, 3: 1}))
+		for _, m := range members("m", 1200) {
+			if m.Account != "m-0003" {
+				Expect(delivered).To(HaveKey(m.Account))
+			}
+		}
 	})
 
 	It("resyncs as soon as its Secret gets the label, and again when the key is corrected", func() {

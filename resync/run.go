@@ -116,7 +116,7 @@ func (r *run) storeSnapshot(ctx context.Context, entry *v1alpha1.AccountResync, 
 	var parts map[int32][]string
 	total, fits := 0, false
 	if plan != nil {
-		stored, err := r.storedParts(ctx, plan)
+		stored, err := r.storedParts(ctx, plan, account)
 		if err != nil {
 			return err
 		}
@@ -134,7 +134,9 @@ func (r *run) storeSnapshot(ctx context.Context, entry *v1alpha1.AccountResync, 
 	if err := r.admitParts(ctx, len(parts)); err != nil {
 		return err
 	}
-	if err := r.createParts(ctx, account, plan, parts, total); err != nil {
+	// A plan reused from an earlier try may have had parts delivered and deleted: what
+	// is stored now gets names of its own.
+	if err := r.createParts(ctx, account, plan, parts, total, fits); err != nil {
 		return err
 	}
 	hash := subscribersHash(names)
