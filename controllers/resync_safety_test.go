@@ -115,6 +115,19 @@ func metricValue(name string, labels map[string]string) float64 {
 	return 0
 }
 
+// hasSeries tells whether a metric has a series with these labels.
+func hasSeries(name string, labels map[string]string) bool {
+	GinkgoHelper()
+	families, err := metrics.Registry.Gather()
+	Expect(err).NotTo(HaveOccurred())
+	for _, f := range families {
+		if f.GetName() == name && slices.ContainsFunc(f.GetMetric(), func(m *dto.Metric) bool { return hasLabels(m, labels) }) {
+			return true
+		}
+	}
+	return false
+}
+
 func hasLabels(m *dto.Metric, want map[string]string) bool {
 	found := 0
 	for _, l := range m.GetLabel() {
@@ -407,5 +420,39 @@ var _ = Describe("A resync, made safe", func() {
 		Expect(metricValue("officialaccount_resync_interval_seconds", map[string]string{"resync": key})).To(BeEquivalentTo(6 * 3600))
 		Expect(metricValue("officialaccount_resync_last_success_timestamp_seconds",
 			map[string]string{"resync": key, "official_account": gone})).To(BeNumerically(">", 0), "an account never resynced counts from the resync's creation")
+	})
+
+	It("exports its series when nothing is due, and forgets them while suspended", func() {
+		account := uniqueAccount()
+		restStandIn.SetSubscribers(account, members("m", 7))
+		secret := resyncSecret("exported", restKey, true)
+		rs := resyncOf("exported", []string{account}, nil)
+		resyncCondition(rs, v1alpha1.ConditionReady, metav1.ConditionTrue)
+		key := eventNamespace + "/exported"
+		subscribers := map[string]string{"resync": key, "official_account": account}
+		Expect(metricValue("officialaccount_resync_subscribers", subscribers)).To(BeEquivalentTo(7))
+
+		// A reconcile with nothing due (a Secret changed) exports the status as it is, as a
+		// new leader's first one does: here a status this test changed behind the resync.
+		got := getResync(rs)
+		patch := client.MergeFrom(got.DeepCopy())
+		got.Status.Accounts[0].Subscribers = 99
+		Expect(k8s.Status().Patch(context.Background(), got, patch)).To(Succeed())
+		calls := restStandIn.CallsFor(account)
+		secretPatch := client.MergeFrom(secret.DeepCopy())
+		secret.Annotations = map[string]string{"touched": "1"}
+		Expect(k8s.Patch(context.Background(), secret, secretPatch)).To(Succeed())
+		Eventually(func() float64 { return metricValue("officialaccount_resync_subscribers", subscribers) }, 10*time.Second).
+			Should(BeEquivalentTo(99))
+		Expect(restStandIn.CallsFor(account)).To(Equal(calls), "nothing was due")
+
+		// Suspended, it is not overdue: its series are gone.
+		patch = client.MergeFrom(rs.DeepCopy())
+		rs.Spec.Suspend = true
+		Expect(k8s.Patch(context.Background(), rs, patch)).To(Succeed())
+		Eventually(func() bool {
+			return hasSeries("officialaccount_resync_last_success_timestamp_seconds", map[string]string{"resync": key}) ||
+				hasSeries("officialaccount_resync_interval_seconds", map[string]string{"resync": key})
+		}, 10*time.Second).Should(BeFalse())
 	})
 })

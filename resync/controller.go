@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -22,6 +23,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
@@ -67,6 +69,35 @@ type Reconciler struct {
 	PageBackoff func(attempt int) time.Duration
 
 	paces appPaces
+
+	// metricsMu orders the reconciles' exports with the end of the term: once termOver, a
+	// reconcile still finishing exports nothing, so that a replica that lost the lease
+	// keeps no series.
+	metricsMu sync.Mutex
+	termOver  bool
+}
+
+// exportMetrics exports the resync's series from its status, or forgets them while it is
+// suspended; nothing once the term is over.
+func (r *Reconciler) exportMetrics(rs *v1alpha1.OfficialAccountResync) {
+	r.metricsMu.Lock()
+	defer r.metricsMu.Unlock()
+	switch {
+	case r.termOver:
+	case rs.Spec.Suspend: // not resynced, so never overdue
+		forgetMetrics(rs.Namespace, rs.Name)
+	default:
+		exportStatus(rs, interval(rs))
+	}
+}
+
+// endTerm drops every resync's series: the next leader exports them. It runs when the
+// term's manager stops.
+func (r *Reconciler) endTerm() {
+	r.metricsMu.Lock()
+	defer r.metricsMu.Unlock()
+	r.termOver = true
+	resetMetrics()
 }
 
 // +kubebuilder:rbac:groups=officialaccount.chat-operators.dev,resources=officialaccountresyncs,verbs=get;list;watch
@@ -93,6 +124,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 		return reconcile.Result{}, fmt.Errorf("recording the destroyed accounts: %w", err)
 	}
 	if rs.Spec.Suspend {
+		r.exportMetrics(&rs)
 		return reconcile.Result{}, r.writeStatus(ctx, &rs, func(st *v1alpha1.OfficialAccountResyncStatus) {
 			st.NextResyncTime = nil
 			setCondition(st, v1alpha1.ConditionReconciling, metav1.ConditionFalse, v1alpha1.ReasonSuspended, "resyncs are suspended", rs.Generation)
@@ -101,6 +133,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 	secretsVersion := r.secretsVersion(ctx, &rs)
 	due := dueAccounts(&rs, r.now(), secretsVersion)
 	if len(due) == 0 {
+		// A new leader's first reconcile of a resync, or one woken by a Secret, exports
+		// what the status says.
+		r.exportMetrics(&rs)
 		return reconcile.Result{RequeueAfter: requeueAfter(&rs.Status, r.now())}, nil
 	}
 	if err := r.writeStatus(ctx, &rs, func(st *v1alpha1.OfficialAccountResyncStatus) {
@@ -115,7 +150,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 		st.Accounts, st.SecretsVersion = copyAccounts(run.accounts), secretsVersion
 		summarize(st, &rs, stalled)
 	})
-	exportStatus(&rs, interval(&rs))
+	r.exportMetrics(&rs)
 	if err != nil {
 		return reconcile.Result{}, err
 	}
@@ -212,6 +247,17 @@ func (r *Reconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager) err
 	if err := mgr.GetFieldIndexer().IndexField(ctx, &v1alpha1.OfficialAccountResync{}, secretIndex, func(o client.Object) []string {
 		return secretNames(o.(*v1alpha1.OfficialAccountResync))
 	}); err != nil {
+		return err
+	}
+	// The series are the leader's: a term starts without any, and drops them when its
+	// manager stops (the lease lost, or the process ending), so that a replica that no
+	// longer leads exports none, not even of a resync deleted since.
+	resetMetrics()
+	if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
+		<-ctx.Done()
+		r.endTerm()
+		return nil
+	})); err != nil {
 		return err
 	}
 	return ctrl.NewControllerManagedBy(mgr).
