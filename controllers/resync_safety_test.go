@@ -1,10 +1,13 @@
 package controllers_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math"
+	"net/http"
 	"net/http/httptest"
 	"slices"
 	"strings"
@@ -16,14 +19,17 @@ import (
 	admissionv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/chat-operators/officialaccount-operator/api/v1alpha1"
 	"github.com/chat-operators/officialaccount-operator/internal/fakerest"
+	"github.com/chat-operators/officialaccount-operator/resync"
 	"github.com/chat-operators/officialaccount-operator/webhookserver"
 )
 
@@ -177,6 +183,68 @@ func refuseSnapshotPart2(account string) *admissionv1.ValidatingAdmissionPolicyB
 	Eventually(func() error { return k8s.Create(context.Background(), probe.DeepCopy(), client.DryRunAll) }).
 		Should(MatchError(ContainSubstring("refuse-part-2")))
 	return binding
+}
+
+// directNamespace holds resyncs that the suite's operator does not watch (it watches the
+// event namespace only): a spec reconciles them itself, with a Reconciler of its own, to
+// end a run where it chooses.
+const directNamespace = "resync-direct"
+
+// directResync creates, in directNamespace, the credentials Secret and a resync of the
+// accounts against the suite's stand-in, and returns the request that reconciles it.
+func directResync(name string, accounts ...string) reconcile.Request {
+	GinkgoHelper()
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: directNamespace}}
+	if err := k8s.Create(context.Background(), ns); err != nil && !apierrors.IsAlreadyExists(err) {
+		Expect(err).NotTo(HaveOccurred())
+	}
+	secret := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: name + "-tencent", Namespace: directNamespace, Labels: sinkCredentials},
+		StringData: map[string]string{"admin": restAdmin, "secretKey": restKey},
+	}
+	Expect(k8s.Create(context.Background(), secret)).To(Succeed())
+	DeferCleanup(func() { _ = k8s.Delete(context.Background(), secret) })
+	rs := newResyncSpec(name, restEndpoint, accounts)
+	rs.Namespace = directNamespace
+	Expect(k8s.Create(context.Background(), rs)).To(Succeed())
+	DeferCleanup(func() { _ = k8s.Delete(context.Background(), rs) })
+	return reconcile.Request{NamespacedName: client.ObjectKeyFromObject(rs)}
+}
+
+// directReconciler reconciles resyncs with the spec's client and REST transport.
+func directReconciler(c client.Client, transport http.RoundTripper) *resync.Reconciler {
+	return &resync.Reconciler{Client: c, APIReader: k8s, HTTP: &http.Client{Transport: transport, Timeout: 10 * time.Second},
+		AllowedEndpoints: []string{restEndpoint}, FailureBackoff: resyncFailureBackoff,
+		PageBackoff: func(int) time.Duration { return 50 * time.Millisecond }}
+}
+
+// cancelOnAccount cancels the run, as a lost lease or a shutdown does, when it first
+// calls Tencent for the account; that call then fails as the run's context ends.
+type cancelOnAccount struct {
+	account string
+	cancel  context.CancelFunc
+}
+
+func (c *cancelOnAccount) RoundTrip(req *http.Request) (*http.Response, error) {
+	body, err := io.ReadAll(req.Body)
+	if err != nil {
+		return nil, err
+	}
+	req.Body = io.NopCloser(bytes.NewReader(body))
+	if bytes.Contains(body, []byte(`"`+c.account+`"`)) {
+		c.cancel()
+	}
+	return http.DefaultTransport.RoundTrip(req)
+}
+
+// secretsUnavailable is the API server failing, for a while, to answer for Secrets.
+type secretsUnavailable struct{ client.Client }
+
+func (c secretsUnavailable) Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+	if _, ok := obj.(*corev1.Secret); ok {
+		return apierrors.NewServiceUnavailable("etcd is electing a leader")
+	}
+	return c.Client.Get(ctx, key, obj, opts...)
 }
 
 var _ = Describe("A resync, made safe", func() {
@@ -454,5 +522,61 @@ var _ = Describe("A resync, made safe", func() {
 			return hasSeries("officialaccount_resync_last_success_timestamp_seconds", map[string]string{"resync": key}) ||
 				hasSeries("officialaccount_resync_interval_seconds", map[string]string{"resync": key})
 		}, 10*time.Second).Should(BeFalse())
+	})
+
+	It("leaves the accounts it did not try untouched when its run is cancelled", func() {
+		first, second, third := uniqueAccount(), uniqueAccount(), uniqueAccount()
+		for _, a := range []string{first, second, third} {
+			restStandIn.SetSubscribers(a, members("m", 3))
+		}
+		req := directResync("cancelled", first, second, third)
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		_, err := directReconciler(k8s, &cancelOnAccount{account: second, cancel: cancel}).Reconcile(ctx, req)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(ctx.Err()).To(HaveOccurred(), "the run was cancelled at the second account")
+
+		got := &v1alpha1.OfficialAccountResync{}
+		Expect(k8s.Get(context.Background(), req.NamespacedName, got)).To(Succeed())
+		Expect(got.Status.Accounts).To(HaveLen(3))
+		Expect(got.Status.Accounts[0].State).To(Equal(v1alpha1.AccountResynced))
+		for _, a := range got.Status.Accounts[1:] {
+			Expect(a.State).To(BeEmpty(), "%s: %s", a.OfficialAccount, a.LastError)
+			Expect(a.Failures).To(BeZero(), a.OfficialAccount)
+			Expect(a.NextResyncTime).To(BeNil(), "%s is due at once for whoever leads next", a.OfficialAccount)
+		}
+		Expect(got.Status.FailingAccounts).To(BeZero())
+		Expect(restStandIn.CallsFor(third)).To(BeZero())
+		ready := meta.FindStatusCondition(got.Status.Conditions, v1alpha1.ConditionReady)
+		Expect(ready).NotTo(BeNil())
+		Expect(ready.Status).To(Equal(metav1.ConditionFalse), "two accounts are not resynced yet")
+		Expect(meta.IsStatusConditionTrue(got.Status.Conditions, v1alpha1.ConditionStalled)).To(BeFalse())
+	})
+
+	It("fails, without stalling, when its Secret cannot be read for a while", func() {
+		account := uniqueAccount()
+		restStandIn.SetSubscribers(account, members("m", 3))
+		req := directResync("secret-unavailable", account)
+		_, err := directReconciler(secretsUnavailable{k8s}, http.DefaultTransport).Reconcile(context.Background(), req)
+		Expect(err).NotTo(HaveOccurred())
+		got := &v1alpha1.OfficialAccountResync{}
+		Expect(k8s.Get(context.Background(), req.NamespacedName, got)).To(Succeed())
+		ready := meta.FindStatusCondition(got.Status.Conditions, v1alpha1.ConditionReady)
+		Expect(ready).NotTo(BeNil())
+		Expect(ready.Status).To(Equal(metav1.ConditionFalse))
+		Expect(ready.Reason).To(Equal(v1alpha1.ReasonResyncFailed))
+		Expect(ready.Message).To(ContainSubstring("etcd is electing a leader"))
+		Expect(meta.FindStatusCondition(got.Status.Conditions, v1alpha1.ConditionStalled)).To(BeNil(),
+			"Stalled is for what needs a human; this is retried on the backoff")
+		Expect(got.Status.Accounts[0].NextResyncTime).NotTo(BeNil(), "retried on the account's backoff")
+
+		// Once the Secret answers, the next run after the backoff resyncs.
+		healthy := directReconciler(k8s, http.DefaultTransport)
+		Eventually(func() string {
+			_, err := healthy.Reconcile(context.Background(), req)
+			Expect(err).NotTo(HaveOccurred())
+			Expect(k8s.Get(context.Background(), req.NamespacedName, got)).To(Succeed())
+			return readyReason(got)
+		}, 10*time.Second, 100*time.Millisecond).Should(Equal(v1alpha1.ReasonResynced))
 	})
 })

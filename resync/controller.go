@@ -147,8 +147,12 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 	run := &run{Reconciler: r, rs: &rs, accounts: accountsInSpecOrder(&rs)}
 	stalled := run.resync(ctx, due)
 	err := r.writeStatus(ctx, &rs, func(st *v1alpha1.OfficialAccountResyncStatus) {
+		generation, handled := st.ObservedGeneration, st.LastHandledResync
 		st.Accounts, st.SecretsVersion = copyAccounts(run.accounts), secretsVersion
 		summarize(st, &rs, stalled)
+		if run.interrupted { // what the spec or the annotation asked for is not all done: the next run does it
+			st.ObservedGeneration, st.LastHandledResync = generation, handled
+		}
 	})
 	r.exportMetrics(&rs)
 	if err != nil {
