@@ -121,6 +121,20 @@ func metricValue(name string, labels map[string]string) float64 {
 	return 0
 }
 
+func later(x, y time.Time) time.Time {
+	if x.After(y) {
+		return x
+	}
+	return y
+}
+
+func earlier(x, y time.Time) time.Time {
+	if x.Before(y) {
+		return x
+	}
+	return y
+}
+
 // hasSeries tells whether a metric has a series with these labels.
 func hasSeries(name string, labels map[string]string) bool {
 	GinkgoHelper()
@@ -455,11 +469,32 @@ var _ = Describe("A resync, made safe", func() {
 		resyncOf("paced-a", []string{a}, nil)
 		resyncOf("paced-b", []string{b}, nil)
 		Eventually(func() int { return restStandIn.CallsFor(a) + restStandIn.CallsFor(b) }, 30*time.Second).Should(Equal(24))
-		calls := append(restStandIn.CallTimesFor(a), restStandIn.CallTimesFor(b)...)
-		slices.SortFunc(calls, func(x, y time.Time) int { return x.Compare(y) })
+		byTime := func(x, y time.Time) int { return x.Compare(y) }
+		callsA, callsB := restStandIn.CallTimesFor(a), restStandIn.CallTimesFor(b)
+		slices.SortFunc(callsA, byTime)
+		slices.SortFunc(callsB, byTime)
+		calls := slices.SortedFunc(slices.Values(append(slices.Clone(callsA), callsB...)), byTime)
 		// 20 calls a second for the app, not for each resync: a least duration, which no
 		// slow machine can undercut.
-		Expect(calls[len(calls)-1].Sub(calls[0])).To(BeNumerically(">=", 23*50*time.Millisecond))
+		const pace = 50 * time.Millisecond
+		Expect(calls[len(calls)-1].Sub(calls[0])).To(BeNumerically(">=", 23*pace))
+		// That alone holds for two resyncs that do not overlap, each at its own pace. So:
+		// they did overlap (both called Tencent in the same stretch of time), and within
+		// that stretch their calls together kept the app's pace. Each call's time is when
+		// the stand-in got it, at least a pace after the previous call's turn; one pace is
+		// left to how late the first of them arrived. Two paces of their own would fit
+		// about twice as many calls in the stretch.
+		from, to := later(callsA[0], callsB[0]), earlier(callsA[len(callsA)-1], callsB[len(callsB)-1])
+		within := 0
+		for _, c := range calls {
+			if !c.Before(from) && !c.After(to) {
+				within++
+			}
+		}
+		Expect(within).To(BeNumerically(">=", 8), "the two resyncs called Tencent at the same time (a: %v to %v, b: %v to %v)",
+			callsA[0], callsA[len(callsA)-1], callsB[0], callsB[len(callsB)-1])
+		Expect(to.Sub(from)).To(BeNumerically(">=", time.Duration(within-2)*pace),
+			"%d calls of the app within %v: more than one pace allows", within, to.Sub(from))
 	})
 
 	It("records an Event, a log line and metrics for each account's resync", func() {
