@@ -107,4 +107,39 @@ var _ = Describe("A destroyed Official Account", func() {
 		Expect(got.Status.DestroyedAccounts).To(BeEquivalentTo(1))
 		Expect(got.Status.Accounts[0].LastError).To(BeEmpty())
 	})
+
+	It("is reported destroyed, not failed, after its AccountDestroyed event was deleted", func() {
+		account, receiver := accountWithReceiver()
+		newSink("destroyed-then-gone", account, receiver) // the event is delivered, then deleted after retention
+		restStandIn.SetSubscribers(account, members("m", 2))
+		resyncSecret("destroyed-gone", restKey, true)
+		rs := resyncOf("destroyed-gone", []string{account}, nil)
+		resyncCondition(rs, v1alpha1.ConditionReady, metav1.ConditionTrue)
+
+		restStandIn.Destroy(account)
+		status, answer := post(query(plainApp, webhookserver.CommandAfterAccountDestroyed), destroyedCallback(account, time.Now().UnixMilli()))
+		Expect(status).To(Equal(http.StatusOK), answer.ErrorInfo)
+		destroyedEvents := func() int {
+			n := 0
+			for _, s := range subscriptionsOf(account) {
+				if s.Spec.Action == v1alpha1.ActionAccountDestroyed {
+					n++
+				}
+			}
+			return n
+		}
+		Eventually(destroyedEvents).Should(Equal(1))
+		Eventually(destroyedEvents, 3*retention+30*time.Second, 200*time.Millisecond).Should(BeZero(), "deleted after its retention")
+
+		patch := []byte(`{"metadata":{"annotations":{"` + v1alpha1.AnnotationResyncNow + `":"after-gone"}}}`)
+		Expect(k8s.Patch(context.Background(), rs, client.RawPatch(types.MergePatchType, patch))).To(Succeed())
+		Eventually(func() string {
+			return getResync(rs).Status.LastHandledResync
+		}, 30*time.Second).Should(Equal("after-gone"))
+		got := getResync(rs)
+		Expect(got.Status.Accounts[0].State).To(Equal(v1alpha1.AccountDestroyed), got.Status.Accounts[0].LastError)
+		Expect(readyReason(got)).To(Equal(v1alpha1.ReasonResynced))
+		Expect(got.Status.DestroyedAccounts).To(BeEquivalentTo(1))
+		Expect(got.Status.FailingAccounts).To(BeZero())
+	})
 })

@@ -1,10 +1,13 @@
 package controllers_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math"
+	"net/http"
 	"net/http/httptest"
 	"slices"
 	"strings"
@@ -16,14 +19,17 @@ import (
 	admissionv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/chat-operators/officialaccount-operator/api/v1alpha1"
 	"github.com/chat-operators/officialaccount-operator/internal/fakerest"
+	"github.com/chat-operators/officialaccount-operator/resync"
 	"github.com/chat-operators/officialaccount-operator/webhookserver"
 )
 
@@ -115,6 +121,33 @@ func metricValue(name string, labels map[string]string) float64 {
 	return 0
 }
 
+func later(x, y time.Time) time.Time {
+	if x.After(y) {
+		return x
+	}
+	return y
+}
+
+func earlier(x, y time.Time) time.Time {
+	if x.Before(y) {
+		return x
+	}
+	return y
+}
+
+// hasSeries tells whether a metric has a series with these labels.
+func hasSeries(name string, labels map[string]string) bool {
+	GinkgoHelper()
+	families, err := metrics.Registry.Gather()
+	Expect(err).NotTo(HaveOccurred())
+	for _, f := range families {
+		if f.GetName() == name && slices.ContainsFunc(f.GetMetric(), func(m *dto.Metric) bool { return hasLabels(m, labels) }) {
+			return true
+		}
+	}
+	return false
+}
+
 func hasLabels(m *dto.Metric, want map[string]string) bool {
 	found := 0
 	for _, l := range m.GetLabel() {
@@ -123,6 +156,109 @@ func hasLabels(m *dto.Metric, want map[string]string) bool {
 		}
 	}
 	return found == len(want)
+}
+
+// refuseSnapshotPart2 has the API server refuse part 2 of the account's snapshots, as a
+// crash after part 1 would stop it, until the binding it returns is deleted.
+func refuseSnapshotPart2(account string) *admissionv1.ValidatingAdmissionPolicyBinding {
+	GinkgoHelper()
+	// The API server refuses part 2 of this account's snapshots, as a crash after part 1 would stop it.
+	policy := &admissionv1.ValidatingAdmissionPolicy{
+		ObjectMeta: metav1.ObjectMeta{Name: "refuse-part-2"},
+		Spec: admissionv1.ValidatingAdmissionPolicySpec{
+			FailurePolicy: ptr.To(admissionv1.Fail),
+			MatchConstraints: &admissionv1.MatchResources{ResourceRules: []admissionv1.NamedRuleWithOperations{{
+				RuleWithOperations: admissionv1.RuleWithOperations{Operations: []admissionv1.OperationType{admissionv1.Create},
+					Rule: admissionv1.Rule{APIGroups: []string{v1alpha1.GroupVersion.Group}, APIVersions: []string{"*"},
+						Resources: []string{"officialaccountsubscriptions"}}},
+			}}},
+			Validations: []admissionv1.Validation{{Expression: fmt.Sprintf(
+				"!has(object.spec.snapshot) || object.metadata.labels['%s'] != '%s' || object.spec.snapshot.part != 2",
+				v1alpha1.LabelOfficialAccountHash, webhookserver.OfficialAccountHash(account))}},
+		},
+	}
+	binding := &admissionv1.ValidatingAdmissionPolicyBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "refuse-part-2"},
+		Spec: admissionv1.ValidatingAdmissionPolicyBindingSpec{PolicyName: policy.Name,
+			ValidationActions: []admissionv1.ValidationAction{admissionv1.Deny}},
+	}
+	for _, obj := range []client.Object{policy, binding} {
+		Expect(k8s.Create(context.Background(), obj)).To(Succeed())
+		DeferCleanup(func() { _ = k8s.Delete(context.Background(), obj) })
+	}
+	// The API server takes the policy up in its own time: wait until it refuses a probe.
+	probe := &v1alpha1.OfficialAccountSubscription{
+		ObjectMeta: metav1.ObjectMeta{Name: "probe-part-2", Namespace: eventNamespace,
+			Labels: map[string]string{v1alpha1.LabelOfficialAccountHash: webhookserver.OfficialAccountHash(account)}},
+		Spec: v1alpha1.OfficialAccountSubscriptionSpec{SDKAppID: fmt.Sprint(restApp), CallbackCommand: v1alpha1.CommandSnapshot,
+			Action: v1alpha1.ActionSnapshot, OfficialAccount: account, Subscribers: []string{}, ReceivedTime: metav1.Now(),
+			Snapshot: &v1alpha1.SnapshotPart{ID: "probe", Part: 2, Parts: 3}},
+	}
+	Eventually(func() error { return k8s.Create(context.Background(), probe.DeepCopy(), client.DryRunAll) }).
+		Should(MatchError(ContainSubstring("refuse-part-2")))
+	return binding
+}
+
+// directNamespace holds resyncs that the suite's operator does not watch (it watches the
+// event namespace only): a spec reconciles them itself, with a Reconciler of its own, to
+// end a run where it chooses.
+const directNamespace = "resync-direct"
+
+// directResync creates, in directNamespace, the credentials Secret and a resync of the
+// accounts against the suite's stand-in, and returns the request that reconciles it.
+func directResync(name string, accounts ...string) reconcile.Request {
+	GinkgoHelper()
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: directNamespace}}
+	if err := k8s.Create(context.Background(), ns); err != nil && !apierrors.IsAlreadyExists(err) {
+		Expect(err).NotTo(HaveOccurred())
+	}
+	secret := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: name + "-tencent", Namespace: directNamespace, Labels: sinkCredentials},
+		StringData: map[string]string{"admin": restAdmin, "secretKey": restKey},
+	}
+	Expect(k8s.Create(context.Background(), secret)).To(Succeed())
+	DeferCleanup(func() { _ = k8s.Delete(context.Background(), secret) })
+	rs := newResyncSpec(name, restEndpoint, accounts)
+	rs.Namespace = directNamespace
+	Expect(k8s.Create(context.Background(), rs)).To(Succeed())
+	DeferCleanup(func() { _ = k8s.Delete(context.Background(), rs) })
+	return reconcile.Request{NamespacedName: client.ObjectKeyFromObject(rs)}
+}
+
+// directReconciler reconciles resyncs with the spec's client and REST transport.
+func directReconciler(c client.Client, transport http.RoundTripper) *resync.Reconciler {
+	return &resync.Reconciler{Client: c, APIReader: k8s, HTTP: &http.Client{Transport: transport, Timeout: 10 * time.Second},
+		AllowedEndpoints: []string{restEndpoint}, FailureBackoff: resyncFailureBackoff,
+		PageBackoff: func(int) time.Duration { return 50 * time.Millisecond }}
+}
+
+// cancelOnAccount cancels the run, as a lost lease or a shutdown does, when it first
+// calls Tencent for the account; that call then fails as the run's context ends.
+type cancelOnAccount struct {
+	account string
+	cancel  context.CancelFunc
+}
+
+func (c *cancelOnAccount) RoundTrip(req *http.Request) (*http.Response, error) {
+	body, err := io.ReadAll(req.Body)
+	if err != nil {
+		return nil, err
+	}
+	req.Body = io.NopCloser(bytes.NewReader(body))
+	if bytes.Contains(body, []byte(`"`+c.account+`"`)) {
+		c.cancel()
+	}
+	return http.DefaultTransport.RoundTrip(req)
+}
+
+// secretsUnavailable is the API server failing, for a while, to answer for Secrets.
+type secretsUnavailable struct{ client.Client }
+
+func (c secretsUnavailable) Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+	if _, ok := obj.(*corev1.Secret); ok {
+		return apierrors.NewServiceUnavailable("etcd is electing a leader")
+	}
+	return c.Client.Get(ctx, key, obj, opts...)
 }
 
 var _ = Describe("A resync, made safe", func() {
@@ -180,40 +316,7 @@ var _ = Describe("A resync, made safe", func() {
 	It("completes a snapshot it left in part with the same time and id", func() {
 		account := uniqueAccount()
 		restStandIn.SetSubscribers(account, members("m", 1200)) // 3 parts
-		// The API server refuses part 2 of this account's snapshots, as a crash after part 1 would stop it.
-		policy := &admissionv1.ValidatingAdmissionPolicy{
-			ObjectMeta: metav1.ObjectMeta{Name: "refuse-part-2"},
-			Spec: admissionv1.ValidatingAdmissionPolicySpec{
-				FailurePolicy: ptr.To(admissionv1.Fail),
-				MatchConstraints: &admissionv1.MatchResources{ResourceRules: []admissionv1.NamedRuleWithOperations{{
-					RuleWithOperations: admissionv1.RuleWithOperations{Operations: []admissionv1.OperationType{admissionv1.Create},
-						Rule: admissionv1.Rule{APIGroups: []string{v1alpha1.GroupVersion.Group}, APIVersions: []string{"*"},
-							Resources: []string{"officialaccountsubscriptions"}}},
-				}}},
-				Validations: []admissionv1.Validation{{Expression: fmt.Sprintf(
-					"!has(object.spec.snapshot) || object.metadata.labels['%s'] != '%s' || object.spec.snapshot.part != 2",
-					v1alpha1.LabelOfficialAccountHash, webhookserver.OfficialAccountHash(account))}},
-			},
-		}
-		binding := &admissionv1.ValidatingAdmissionPolicyBinding{
-			ObjectMeta: metav1.ObjectMeta{Name: "refuse-part-2"},
-			Spec: admissionv1.ValidatingAdmissionPolicyBindingSpec{PolicyName: policy.Name,
-				ValidationActions: []admissionv1.ValidationAction{admissionv1.Deny}},
-		}
-		for _, obj := range []client.Object{policy, binding} {
-			Expect(k8s.Create(context.Background(), obj)).To(Succeed())
-			DeferCleanup(func() { _ = k8s.Delete(context.Background(), obj) })
-		}
-		// The API server takes the policy up in its own time: wait until it refuses a probe.
-		probe := &v1alpha1.OfficialAccountSubscription{
-			ObjectMeta: metav1.ObjectMeta{Name: "probe-part-2", Namespace: eventNamespace,
-				Labels: map[string]string{v1alpha1.LabelOfficialAccountHash: webhookserver.OfficialAccountHash(account)}},
-			Spec: v1alpha1.OfficialAccountSubscriptionSpec{SDKAppID: fmt.Sprint(restApp), CallbackCommand: v1alpha1.CommandSnapshot,
-				Action: v1alpha1.ActionSnapshot, OfficialAccount: account, Subscribers: []string{}, ReceivedTime: metav1.Now(),
-				Snapshot: &v1alpha1.SnapshotPart{ID: "probe", Part: 2, Parts: 3}},
-		}
-		Eventually(func() error { return k8s.Create(context.Background(), probe.DeepCopy(), client.DryRunAll) }).
-			Should(MatchError(ContainSubstring("refuse-part-2")))
+		binding := refuseSnapshotPart2(account)
 		resyncSecret("in-part", restKey, true)
 		rs := resyncOf("in-part", []string{account}, nil)
 		var left *v1alpha1.SnapshotInProgress
@@ -243,6 +346,59 @@ var _ = Describe("A resync, made safe", func() {
 		}
 		Expect(parts[left.Snapshot]).To(HaveLen(3))
 		Expect(listed).To(HaveLen(1200), "part 1 as first stored, the rest from the new listing")
+	})
+
+	It("stores a part again under a name of its own once the first was delivered and deleted", func() {
+		account, receiver := accountWithReceiver()
+		newSink("part-again", account, receiver)
+		restStandIn.SetSubscribers(account, members("m", 1200)) // 3 parts
+		binding := refuseSnapshotPart2(account)
+		resyncSecret("part-again", restKey, true)
+		rs := resyncOf("part-again", []string{account}, nil)
+		var left *v1alpha1.SnapshotInProgress
+		Eventually(func() string {
+			a := getResync(rs).Status.Accounts
+			if len(a) == 1 && a[0].InProgress != nil && a[0].State == v1alpha1.AccountFailed {
+				left = a[0].InProgress
+				return a[0].LastError
+			}
+			return ""
+		}, 30*time.Second).Should(ContainSubstring("part 2/3"))
+		// Part 1 is delivered, and deleted after its retention, before the retry.
+		Eventually(func() int { return len(receiver.Requests()) }, 30*time.Second).Should(Equal(1))
+		Eventually(func() int { return len(snapshotsOf(account)[left.Snapshot]) }, 3*retention+30*time.Second, 200*time.Millisecond).
+			Should(BeZero())
+
+		restStandIn.Unsubscribe(account, "m-0003") // the retry lists anew: part 1 now holds other members
+		Expect(k8s.Delete(context.Background(), binding)).To(Succeed())
+		done := resyncCondition(rs, v1alpha1.ConditionReady, metav1.ConditionTrue)
+		Expect(done.Status.Accounts[0].Snapshot).To(Equal(left.Snapshot), "the retry completed the same snapshot")
+		Eventually(func() int { return len(receiver.Requests()) }, 30*time.Second).Should(Equal(4), "part 1 twice, parts 2 and 3")
+
+		ids := map[string]bool{}
+		parts := map[int32]int{}
+		delivered := map[string]bool{}
+		for _, r := range receiver.Requests() {
+			id := r.Header.Get("ce-id")
+			Expect(r.Header.Get("Idempotency-Key")).To(Equal(id))
+			Expect(ids).NotTo(HaveKey(id), "a part stored again reused a delivered part's id: a deduplicating receiver drops it")
+			ids[id] = true
+			var spec v1alpha1.OfficialAccountSubscriptionSpec
+			Expect(json.Unmarshal(r.Body, &spec)).To(Succeed())
+			Expect(spec.Snapshot.ID).To(Equal(left.Snapshot))
+			Expect(spec.Snapshot.Parts).To(BeEquivalentTo(3))
+			Expect(spec.EventTime).To(Equal(left.EventTime))
+			parts[spec.Snapshot.Part]++
+			for _, m := range spec.Subscribers {
+				delivered[m] = true
+			}
+		}
+		Expect(parts).To(Equal(map[int32]int{1: 2, 2: 1, 3: 1}))
+		for _, m := range members("m", 1200) {
+			if m.Account != "m-0003" {
+				Expect(delivered).To(HaveKey(m.Account))
+			}
+		}
 	})
 
 	It("resyncs as soon as its Secret gets the label, and again when the key is corrected", func() {
@@ -313,11 +469,32 @@ var _ = Describe("A resync, made safe", func() {
 		resyncOf("paced-a", []string{a}, nil)
 		resyncOf("paced-b", []string{b}, nil)
 		Eventually(func() int { return restStandIn.CallsFor(a) + restStandIn.CallsFor(b) }, 30*time.Second).Should(Equal(24))
-		calls := append(restStandIn.CallTimesFor(a), restStandIn.CallTimesFor(b)...)
-		slices.SortFunc(calls, func(x, y time.Time) int { return x.Compare(y) })
+		byTime := func(x, y time.Time) int { return x.Compare(y) }
+		callsA, callsB := restStandIn.CallTimesFor(a), restStandIn.CallTimesFor(b)
+		slices.SortFunc(callsA, byTime)
+		slices.SortFunc(callsB, byTime)
+		calls := slices.SortedFunc(slices.Values(append(slices.Clone(callsA), callsB...)), byTime)
 		// 20 calls a second for the app, not for each resync: a least duration, which no
 		// slow machine can undercut.
-		Expect(calls[len(calls)-1].Sub(calls[0])).To(BeNumerically(">=", 23*50*time.Millisecond))
+		const pace = 50 * time.Millisecond
+		Expect(calls[len(calls)-1].Sub(calls[0])).To(BeNumerically(">=", 23*pace))
+		// That alone holds for two resyncs that do not overlap, each at its own pace. So:
+		// they did overlap (both called Tencent in the same stretch of time), and within
+		// that stretch their calls together kept the app's pace. Each call's time is when
+		// the stand-in got it, at least a pace after the previous call's turn; one pace is
+		// left to how late the first of them arrived. Two paces of their own would fit
+		// about twice as many calls in the stretch.
+		from, to := later(callsA[0], callsB[0]), earlier(callsA[len(callsA)-1], callsB[len(callsB)-1])
+		within := 0
+		for _, c := range calls {
+			if !c.Before(from) && !c.After(to) {
+				within++
+			}
+		}
+		Expect(within).To(BeNumerically(">=", 8), "the two resyncs called Tencent at the same time (a: %v to %v, b: %v to %v)",
+			callsA[0], callsA[len(callsA)-1], callsB[0], callsB[len(callsB)-1])
+		Expect(to.Sub(from)).To(BeNumerically(">=", time.Duration(within-2)*pace),
+			"%d calls of the app within %v: more than one pace allows", within, to.Sub(from))
 	})
 
 	It("records an Event, a log line and metrics for each account's resync", func() {
@@ -346,5 +523,95 @@ var _ = Describe("A resync, made safe", func() {
 		Expect(metricValue("officialaccount_resync_interval_seconds", map[string]string{"resync": key})).To(BeEquivalentTo(6 * 3600))
 		Expect(metricValue("officialaccount_resync_last_success_timestamp_seconds",
 			map[string]string{"resync": key, "official_account": gone})).To(BeNumerically(">", 0), "an account never resynced counts from the resync's creation")
+	})
+
+	It("exports its series when nothing is due, and forgets them while suspended", func() {
+		account := uniqueAccount()
+		restStandIn.SetSubscribers(account, members("m", 7))
+		secret := resyncSecret("exported", restKey, true)
+		rs := resyncOf("exported", []string{account}, nil)
+		resyncCondition(rs, v1alpha1.ConditionReady, metav1.ConditionTrue)
+		key := eventNamespace + "/exported"
+		subscribers := map[string]string{"resync": key, "official_account": account}
+		Expect(metricValue("officialaccount_resync_subscribers", subscribers)).To(BeEquivalentTo(7))
+
+		// A reconcile with nothing due (a Secret changed) exports the status as it is, as a
+		// new leader's first one does: here a status this test changed behind the resync.
+		got := getResync(rs)
+		patch := client.MergeFrom(got.DeepCopy())
+		got.Status.Accounts[0].Subscribers = 99
+		Expect(k8s.Status().Patch(context.Background(), got, patch)).To(Succeed())
+		calls := restStandIn.CallsFor(account)
+		secretPatch := client.MergeFrom(secret.DeepCopy())
+		secret.Annotations = map[string]string{"touched": "1"}
+		Expect(k8s.Patch(context.Background(), secret, secretPatch)).To(Succeed())
+		Eventually(func() float64 { return metricValue("officialaccount_resync_subscribers", subscribers) }, 10*time.Second).
+			Should(BeEquivalentTo(99))
+		Expect(restStandIn.CallsFor(account)).To(Equal(calls), "nothing was due")
+
+		// Suspended, it is not overdue: its series are gone.
+		patch = client.MergeFrom(rs.DeepCopy())
+		rs.Spec.Suspend = true
+		Expect(k8s.Patch(context.Background(), rs, patch)).To(Succeed())
+		Eventually(func() bool {
+			return hasSeries("officialaccount_resync_last_success_timestamp_seconds", map[string]string{"resync": key}) ||
+				hasSeries("officialaccount_resync_interval_seconds", map[string]string{"resync": key})
+		}, 10*time.Second).Should(BeFalse())
+	})
+
+	It("leaves the accounts it did not try untouched when its run is cancelled", func() {
+		first, second, third := uniqueAccount(), uniqueAccount(), uniqueAccount()
+		for _, a := range []string{first, second, third} {
+			restStandIn.SetSubscribers(a, members("m", 3))
+		}
+		req := directResync("cancelled", first, second, third)
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		_, err := directReconciler(k8s, &cancelOnAccount{account: second, cancel: cancel}).Reconcile(ctx, req)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(ctx.Err()).To(HaveOccurred(), "the run was cancelled at the second account")
+
+		got := &v1alpha1.OfficialAccountResync{}
+		Expect(k8s.Get(context.Background(), req.NamespacedName, got)).To(Succeed())
+		Expect(got.Status.Accounts).To(HaveLen(3))
+		Expect(got.Status.Accounts[0].State).To(Equal(v1alpha1.AccountResynced))
+		for _, a := range got.Status.Accounts[1:] {
+			Expect(a.State).To(BeEmpty(), "%s: %s", a.OfficialAccount, a.LastError)
+			Expect(a.Failures).To(BeZero(), a.OfficialAccount)
+			Expect(a.NextResyncTime).To(BeNil(), "%s is due at once for whoever leads next", a.OfficialAccount)
+		}
+		Expect(got.Status.FailingAccounts).To(BeZero())
+		Expect(restStandIn.CallsFor(third)).To(BeZero())
+		ready := meta.FindStatusCondition(got.Status.Conditions, v1alpha1.ConditionReady)
+		Expect(ready).NotTo(BeNil())
+		Expect(ready.Status).To(Equal(metav1.ConditionFalse), "two accounts are not resynced yet")
+		Expect(meta.IsStatusConditionTrue(got.Status.Conditions, v1alpha1.ConditionStalled)).To(BeFalse())
+	})
+
+	It("fails, without stalling, when its Secret cannot be read for a while", func() {
+		account := uniqueAccount()
+		restStandIn.SetSubscribers(account, members("m", 3))
+		req := directResync("secret-unavailable", account)
+		_, err := directReconciler(secretsUnavailable{k8s}, http.DefaultTransport).Reconcile(context.Background(), req)
+		Expect(err).NotTo(HaveOccurred())
+		got := &v1alpha1.OfficialAccountResync{}
+		Expect(k8s.Get(context.Background(), req.NamespacedName, got)).To(Succeed())
+		ready := meta.FindStatusCondition(got.Status.Conditions, v1alpha1.ConditionReady)
+		Expect(ready).NotTo(BeNil())
+		Expect(ready.Status).To(Equal(metav1.ConditionFalse))
+		Expect(ready.Reason).To(Equal(v1alpha1.ReasonResyncFailed))
+		Expect(ready.Message).To(ContainSubstring("etcd is electing a leader"))
+		Expect(meta.FindStatusCondition(got.Status.Conditions, v1alpha1.ConditionStalled)).To(BeNil(),
+			"Stalled is for what needs a human; this is retried on the backoff")
+		Expect(got.Status.Accounts[0].NextResyncTime).NotTo(BeNil(), "retried on the account's backoff")
+
+		// Once the Secret answers, the next run after the backoff resyncs.
+		healthy := directReconciler(k8s, http.DefaultTransport)
+		Eventually(func() string {
+			_, err := healthy.Reconcile(context.Background(), req)
+			Expect(err).NotTo(HaveOccurred())
+			Expect(k8s.Get(context.Background(), req.NamespacedName, got)).To(Succeed())
+			return readyReason(got)
+		}, 10*time.Second, 100*time.Millisecond).Should(Equal(v1alpha1.ReasonResynced))
 	})
 })

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -22,6 +23,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
@@ -67,6 +69,35 @@ type Reconciler struct {
 	PageBackoff func(attempt int) time.Duration
 
 	paces appPaces
+
+	// metricsMu orders the reconciles' exports with the end of the term: once termOver, a
+	// reconcile still finishing exports nothing, so that a replica that lost the lease
+	// keeps no series.
+	metricsMu sync.Mutex
+	termOver  bool
+}
+
+// exportMetrics exports the resync's series from its status, or forgets them while it is
+// suspended; nothing once the term is over.
+func (r *Reconciler) exportMetrics(rs *v1alpha1.OfficialAccountResync) {
+	r.metricsMu.Lock()
+	defer r.metricsMu.Unlock()
+	switch {
+	case r.termOver:
+	case rs.Spec.Suspend: // not resynced, so never overdue
+		forgetMetrics(rs.Namespace, rs.Name)
+	default:
+		exportStatus(rs, interval(rs))
+	}
+}
+
+// endTerm drops every resync's series: the next leader exports them. It runs when the
+// term's manager stops.
+func (r *Reconciler) endTerm() {
+	r.metricsMu.Lock()
+	defer r.metricsMu.Unlock()
+	r.termOver = true
+	resetMetrics()
 }
 
 // +kubebuilder:rbac:groups=officialaccount.chat-operators.dev,resources=officialaccountresyncs,verbs=get;list;watch
@@ -89,7 +120,11 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 		}
 		return reconcile.Result{}, client.IgnoreNotFound(err)
 	}
+	if err := r.recordDestroyed(ctx, &rs); err != nil {
+		return reconcile.Result{}, fmt.Errorf("recording the destroyed accounts: %w", err)
+	}
 	if rs.Spec.Suspend {
+		r.exportMetrics(&rs)
 		return reconcile.Result{}, r.writeStatus(ctx, &rs, func(st *v1alpha1.OfficialAccountResyncStatus) {
 			st.NextResyncTime = nil
 			setCondition(st, v1alpha1.ConditionReconciling, metav1.ConditionFalse, v1alpha1.ReasonSuspended, "resyncs are suspended", rs.Generation)
@@ -98,6 +133,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 	secretsVersion := r.secretsVersion(ctx, &rs)
 	due := dueAccounts(&rs, r.now(), secretsVersion)
 	if len(due) == 0 {
+		// A new leader's first reconcile of a resync, or one woken by a Secret, exports
+		// what the status says.
+		r.exportMetrics(&rs)
 		return reconcile.Result{RequeueAfter: requeueAfter(&rs.Status, r.now())}, nil
 	}
 	if err := r.writeStatus(ctx, &rs, func(st *v1alpha1.OfficialAccountResyncStatus) {
@@ -109,10 +147,14 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 	run := &run{Reconciler: r, rs: &rs, accounts: accountsInSpecOrder(&rs)}
 	stalled := run.resync(ctx, due)
 	err := r.writeStatus(ctx, &rs, func(st *v1alpha1.OfficialAccountResyncStatus) {
+		generation, handled := st.ObservedGeneration, st.LastHandledResync
 		st.Accounts, st.SecretsVersion = copyAccounts(run.accounts), secretsVersion
 		summarize(st, &rs, stalled)
+		if run.interrupted { // what the spec or the annotation asked for is not all done: the next run does it
+			st.ObservedGeneration, st.LastHandledResync = generation, handled
+		}
 	})
-	exportStatus(&rs, interval(&rs))
+	r.exportMetrics(&rs)
 	if err != nil {
 		return reconcile.Result{}, err
 	}
@@ -201,8 +243,9 @@ const Workers = 2
 // secretIndex indexes resyncs by the Secrets they name.
 const secretIndex = "spec.secretNames"
 
-// SetupWithManager watches the resyncs' spec and annotations, and the Secrets they name,
-// so that a resync stalled on its credentials runs as soon as they are fixed; the
+// SetupWithManager watches the resyncs' spec and annotations, the Secrets they name, so
+// that a resync stalled on its credentials runs as soon as they are fixed, and the
+// AccountDestroyed events, so that a destruction is recorded while its event exists; the
 // accounts' schedules come back by themselves through RequeueAfter.
 func (r *Reconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager) error {
 	if err := mgr.GetFieldIndexer().IndexField(ctx, &v1alpha1.OfficialAccountResync{}, secretIndex, func(o client.Object) []string {
@@ -210,10 +253,23 @@ func (r *Reconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager) err
 	}); err != nil {
 		return err
 	}
+	// The series are the leader's: a term starts without any, and drops them when its
+	// manager stops (the lease lost, or the process ending), so that a replica that no
+	// longer leads exports none, not even of a resync deleted since.
+	resetMetrics()
+	if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
+		<-ctx.Done()
+		r.endTerm()
+		return nil
+	})); err != nil {
+		return err
+	}
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&v1alpha1.OfficialAccountResync{}, builder.WithPredicates(
 			predicate.Or(predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
 		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.resyncsNaming)).
+		Watches(&v1alpha1.OfficialAccountSubscription{}, handler.EnqueueRequestsFromMapFunc(r.resyncsOfDestroyed),
+			builder.WithPredicates(isAccountDestroyed)).
 		WithOptions(controller.Options{MaxConcurrentReconciles: Workers}).
 		Named("officialaccountresync").
 		Complete(r)

@@ -78,6 +78,13 @@ func exportStatus(rs *v1alpha1.OfficialAccountResync, every time.Duration) {
 	}
 }
 
+// resetMetrics drops every resync's series.
+func resetMetrics() {
+	resyncSubscribers.Reset()
+	resyncLastSuccess.Reset()
+	resyncInterval.Reset()
+}
+
 // forgetMetrics drops a resync's series.
 func forgetMetrics(namespace, name string) {
 	labels := prometheus.Labels{"resync": resyncKey(namespace, name)}

@@ -13,24 +13,43 @@ import (
 	"github.com/chat-operators/officialaccount-operator/webhookserver"
 )
 
-// storedParts reads the parts of plan that exist, with their subscribers.
-func (r *run) storedParts(ctx context.Context, plan *v1alpha1.SnapshotInProgress) (map[int32][]string, error) {
+// storedParts reads the parts of plan that exist, with their subscribers: every copy that
+// a try stored, whatever its name, read past the cache so that a part just created is
+// not missed. A part delivered and deleted since counts as not stored.
+func (r *run) storedParts(ctx context.Context, plan *v1alpha1.SnapshotInProgress, account string) (map[int32][]string, error) {
+	reader := r.APIReader
+	if reader == nil {
+		reader = r.Client
+	}
 	stored := map[int32][]string{}
-	for part := int32(1); part <= plan.Parts; part++ {
-		var obj v1alpha1.OfficialAccountSubscription
-		getCtx, cancel := context.WithTimeout(ctx, apiTimeout)
-		err := r.Get(getCtx, client.ObjectKey{Namespace: r.rs.Namespace, Name: partName(plan, part)}, &obj)
+	opts := []client.ListOption{client.InNamespace(r.rs.Namespace), client.Limit(storedPartsPage), client.MatchingLabels{
+		v1alpha1.LabelAction:              string(v1alpha1.ActionSnapshot),
+		v1alpha1.LabelOfficialAccountHash: webhookserver.OfficialAccountHash(account),
+	}}
+	for continued := ""; ; {
+		var list v1alpha1.OfficialAccountSubscriptionList
+		listCtx, cancel := context.WithTimeout(ctx, apiTimeout)
+		err := reader.List(listCtx, &list, append(opts, client.Continue(continued))...)
 		cancel()
-		switch {
-		case apierrors.IsNotFound(err):
-		case err != nil:
-			return nil, fmt.Errorf("reading part %d of snapshot %s: %w", part, plan.Snapshot, err)
-		default:
-			stored[part] = obj.Spec.Subscribers
+		if err != nil {
+			return nil, fmt.Errorf("reading the parts of snapshot %s: %w", plan.Snapshot, err)
+		}
+		for i := range list.Items {
+			spec := &list.Items[i].Spec
+			if spec.Snapshot == nil || spec.Snapshot.ID != plan.Snapshot || spec.OfficialAccount != account ||
+				spec.Snapshot.Part < 1 || spec.Snapshot.Part > plan.Parts {
+				continue
+			}
+			stored[spec.Snapshot.Part] = append(stored[spec.Snapshot.Part], spec.Subscribers...)
+		}
+		if continued = list.Continue; continued == "" {
+			return stored, nil
 		}
 	}
-	return stored, nil
 }
+
+// storedPartsPage bounds each list of an account's parts: at most 500 IDs each.
+const storedPartsPage = 100
 
 // admitParts refuses to store n more parts while the snapshot parts not yet delivered
 // would pass their budget. Snapshots have a budget of their own, apart from the webhook's
@@ -59,11 +78,13 @@ func (r *run) admitParts(ctx context.Context, n int) error {
 	return nil
 }
 
-// createParts stores the parts, in order. One that exists already was stored by this
-// snapshot's earlier try.
-func (r *run) createParts(ctx context.Context, account string, plan *v1alpha1.SnapshotInProgress, parts map[int32][]string, total int) error {
+// createParts stores the parts, in order; retry tells that an earlier try of the snapshot
+// stored parts, so that these get names of their own. One that exists already was stored
+// by an earlier try with the same content.
+func (r *run) createParts(ctx context.Context, account string, plan *v1alpha1.SnapshotInProgress, parts map[int32][]string, total int,
+	retry bool) error {
 	for _, part := range slices.Sorted(maps.Keys(parts)) {
-		obj := snapshotPart(r.rs.Namespace, r.rs.Spec.SDKAppID, account, plan, part, parts[part], total)
+		obj := snapshotPart(r.rs.Namespace, r.rs.Spec.SDKAppID, account, plan, part, parts[part], total, retry)
 		createCtx, cancel := context.WithTimeout(ctx, apiTimeout)
 		err := r.Create(createCtx, obj)
 		cancel()
@@ -75,24 +96,7 @@ func (r *run) createParts(ctx context.Context, account string, plan *v1alpha1.Sn
 }
 
 // wasDestroyed tells whether an account Tencent no longer knows was destroyed: its
-// AccountDestroyed callback is stored, or an earlier resync found so.
-func (r *run) wasDestroyed(ctx context.Context, entry *v1alpha1.AccountResync) bool {
-	if entry.State == v1alpha1.AccountDestroyed {
-		return true
-	}
-	var list v1alpha1.OfficialAccountSubscriptionList
-	err := r.List(ctx, &list, client.InNamespace(r.rs.Namespace), client.UnsafeDisableDeepCopy, client.MatchingLabels{
-		v1alpha1.LabelSDKAppID:            r.rs.Spec.SDKAppID,
-		v1alpha1.LabelAction:              string(v1alpha1.ActionAccountDestroyed),
-		v1alpha1.LabelOfficialAccountHash: webhookserver.OfficialAccountHash(entry.OfficialAccount),
-	})
-	if err != nil {
-		return false
-	}
-	for i := range list.Items {
-		if list.Items[i].Spec.OfficialAccount == entry.OfficialAccount {
-			return true
-		}
-	}
-	return false
+// AccountDestroyed event was recorded (recordDestroyed), or an earlier resync found so.
+func wasDestroyed(entry *v1alpha1.AccountResync) bool {
+	return entry.State == v1alpha1.AccountDestroyed
 }

@@ -18,24 +18,38 @@ type run struct {
 	*Reconciler
 	rs       *v1alpha1.OfficialAccountResync
 	accounts []v1alpha1.AccountResync // the status's entries in spec order, updated as it goes
+	// interrupted: ctx ended before every due account was tried.
+	interrupted bool
 }
 
 // resync lists and stores each due account in turn. Each account's next time counts from
 // the end of its own listing. A stall (the configuration, the credentials, the service)
-// stops the run: the accounts not tried keep their last listing.
+// stops the run: the accounts not tried keep their last listing. So does the end of ctx
+// (a shutdown, a lost lease): an account it interrupted, and those not tried, are left as
+// they were, not failed, and whoever leads next resyncs them.
 func (r *run) resync(ctx context.Context, due []string) *stall {
 	api, stalled, err := r.restClient(ctx, r.rs)
-	if err == nil && stalled == nil {
+	switch {
+	case ctx.Err() != nil:
+		r.interrupted = true
+		return nil
+	case err != nil:
+		// Not a configuration to mend (the API server did not answer in time, say): a
+		// failure retried on the backoff, not a stall.
+		stalled = &stall{reason: v1alpha1.ReasonResyncFailed, message: truncate(err.Error()), transient: true}
+	case stalled == nil:
 		scanner := &tencent.Scanner{Client: api, Limiter: r.paces.of(r.rs.Spec.SDKAppID, r.Pace), Backoff: r.PageBackoff}
 		for i, account := range due {
+			if ctx.Err() != nil {
+				logf.FromContext(ctx).Info("resync interrupted; the accounts not tried are left as they were", "notTried", len(due)-i)
+				r.interrupted = true
+				return nil
+			}
 			if stalled = r.resyncAccount(ctx, scanner, findAccount(r.accounts, account)); stalled != nil {
 				due = due[i+1:] // the account that met it has its failure recorded
 				break
 			}
 		}
-	}
-	if err != nil {
-		stalled = &stall{reason: v1alpha1.ReasonResyncFailed, message: truncate(err.Error())}
 	}
 	if stalled == nil {
 		return nil
@@ -43,6 +57,12 @@ func (r *run) resync(ctx context.Context, due []string) *stall {
 	end, base, every := r.now(), r.failureBackoff(), interval(r.rs)
 	for _, account := range due {
 		postponed(findAccount(r.accounts, account), end, base, every)
+	}
+	if stalled.transient {
+		resyncsTotal.WithLabelValues(resultFailed).Add(float64(len(due)))
+		r.event(corev1.EventTypeWarning, v1alpha1.ReasonResyncFailed, "%s", stalled.message)
+		logf.FromContext(ctx).Info("resync failed", "message", stalled.message)
+		return stalled
 	}
 	resyncsTotal.WithLabelValues(resultStalled).Inc()
 	r.event(corev1.EventTypeWarning, v1alpha1.ReasonResyncFailed, "%s", stalled.message)
@@ -60,17 +80,24 @@ func (r *Reconciler) failureBackoff() time.Duration {
 // resyncAccount lists one account and stores its snapshot, recording the outcome in
 // entry. It returns a stall when Tencent refused the credentials or the service, which
 // every other account would meet too.
-func (r *run) resyncAccount(ctx context.Context, scanner *tencent.Scanner, entry *v1alpha1.AccountResync) *stall {
-	log := logf.FromContext(ctx).WithValues("officialAccount", entry.OfficialAccount)
-	ctx, cancel := context.WithTimeout(ctx, accountScanTimeout)
+func (r *run) resyncAccount(runCtx context.Context, scanner *tencent.Scanner, entry *v1alpha1.AccountResync) *stall {
+	log := logf.FromContext(runCtx).WithValues("officialAccount", entry.OfficialAccount)
+	ctx, cancel := context.WithTimeout(runCtx, accountScanTimeout)
 	defer cancel()
 	started := r.now()
 	scan, err := scanner.Subscribers(ctx, entry.OfficialAccount)
-	if scan != nil {
-		entry.Calls = int32(scan.Calls)
-	}
 	if err == nil {
 		err = r.storeSnapshot(ctx, entry, scan, started)
+	}
+	if err != nil && runCtx.Err() != nil {
+		// The run was cancelled, not the account's doing: left as it was (a snapshot in
+		// progress stays recorded, for the next try to complete).
+		log.Info("resync interrupted", "error", err.Error())
+		r.interrupted = true
+		return nil
+	}
+	if scan != nil {
+		entry.Calls = int32(scan.Calls)
 	}
 	end, every := r.now(), interval(r.rs)
 	var tencentErr *tencent.Error
@@ -85,7 +112,7 @@ func (r *run) resyncAccount(ctx context.Context, scanner *tencent.Scanner, entry
 		r.event(corev1.EventTypeNormal, v1alpha1.ReasonResynced, "%s: %d subscriber(s) listed in %d call(s), %s",
 			entry.OfficialAccount, entry.Subscribers, entry.Calls, change)
 		log.Info("resynced", "subscribers", entry.Subscribers, "calls", entry.Calls, "changed", entry.Changed, "snapshot", entry.Snapshot)
-	case errors.As(err, &tencentErr) && tencentErr.Code == tencent.CodeAccountNotFound && r.wasDestroyed(ctx, entry):
+	case errors.As(err, &tencentErr) && tencentErr.Code == tencent.CodeAccountNotFound && wasDestroyed(entry):
 		destroyed(entry, end, every)
 		resyncsTotal.WithLabelValues(resultDestroyed).Inc()
 		r.event(corev1.EventTypeNormal, v1alpha1.ReasonAccountDestroyed, "%s: the account was destroyed; its AccountDestroyed event ended every subscription",
@@ -116,7 +143,7 @@ func (r *run) storeSnapshot(ctx context.Context, entry *v1alpha1.AccountResync, 
 	var parts map[int32][]string
 	total, fits := 0, false
 	if plan != nil {
-		stored, err := r.storedParts(ctx, plan)
+		stored, err := r.storedParts(ctx, plan, account)
 		if err != nil {
 			return err
 		}
@@ -134,7 +161,9 @@ func (r *run) storeSnapshot(ctx context.Context, entry *v1alpha1.AccountResync, 
 	if err := r.admitParts(ctx, len(parts)); err != nil {
 		return err
 	}
-	if err := r.createParts(ctx, account, plan, parts, total); err != nil {
+	// A plan reused from an earlier try may have had parts delivered and deleted: what
+	// is stored now gets names of its own.
+	if err := r.createParts(ctx, account, plan, parts, total, fits); err != nil {
 		return err
 	}
 	hash := subscribersHash(names)

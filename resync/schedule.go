@@ -126,6 +126,13 @@ func destroyed(entry *v1alpha1.AccountResync, end time.Time, every time.Duration
 	entry.NextResyncTime = metaTime(end.Add(every))
 }
 
+// markDestroyed records an account whose AccountDestroyed event was stored: it is due at
+// once, so that the resync confirms it, and a 130004 for it is no failure.
+func markDestroyed(entry *v1alpha1.AccountResync) {
+	entry.State, entry.Failures, entry.LastError, entry.LastErrorTime = v1alpha1.AccountDestroyed, 0, "", nil
+	entry.InProgress, entry.NextResyncTime = nil, nil
+}
+
 // failed records a failed resync of the account, retried on its own backoff.
 func failed(entry *v1alpha1.AccountResync, err error, end time.Time, base, every time.Duration) {
 	entry.State, entry.Failures = v1alpha1.AccountFailed, entry.Failures+1
@@ -140,10 +147,13 @@ func postponed(entry *v1alpha1.AccountResync, end time.Time, base, every time.Du
 }
 
 // stall is a run that could not resync any account for a reason outside the operator: the
-// configuration, the credentials, or Tencent refusing the service.
+// configuration, the credentials, or Tencent refusing the service; or, when transient, an
+// error that retrying mends (the API server not answering), which needs no human and is
+// no Stalled condition.
 type stall struct {
-	reason  string
-	message string
+	reason    string
+	message   string
+	transient bool
 }
 
 // summarize sets the counts, times and conditions that follow from the accounts' entries
@@ -154,10 +164,12 @@ func summarize(st *v1alpha1.OfficialAccountResyncStatus, rs *v1alpha1.OfficialAc
 	st.ResyncedAccounts, st.FailingAccounts, st.DestroyedAccounts = 0, 0, 0
 	var failing []string
 	var oldest *metav1.Time
-	complete := true
+	complete, untried := true, 0
 	for i := range st.Accounts {
 		a := &st.Accounts[i]
 		switch a.State {
+		case "":
+			untried++
 		case v1alpha1.AccountResynced:
 			st.ResyncedAccounts++
 		case v1alpha1.AccountFailed:
@@ -180,6 +192,8 @@ func summarize(st *v1alpha1.OfficialAccountResyncStatus, rs *v1alpha1.OfficialAc
 	st.NextResyncTime = nextResync(st.Accounts)
 	setCondition(st, v1alpha1.ConditionReconciling, metav1.ConditionFalse, v1alpha1.ReasonResynced, "no resync under way", gen)
 	switch {
+	case s != nil && s.transient:
+		setCondition(st, v1alpha1.ConditionReady, metav1.ConditionFalse, s.reason, s.message, gen)
 	case s != nil:
 		setCondition(st, v1alpha1.ConditionReady, metav1.ConditionFalse, s.reason, s.message, gen)
 		setCondition(st, v1alpha1.ConditionStalled, metav1.ConditionTrue, s.reason, s.message, gen)
@@ -188,6 +202,9 @@ func summarize(st *v1alpha1.OfficialAccountResyncStatus, rs *v1alpha1.OfficialAc
 		msg := fmt.Sprintf("%d of %d account(s) failing, each retried on its own backoff: %s", len(failing), len(st.Accounts),
 			strings.Join(failing, "; "))
 		setCondition(st, v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonResyncFailed, truncate(msg), gen)
+	case untried > 0: // a run that ended before it tried them
+		msg := fmt.Sprintf("%d of %d account(s) not yet resynced: the run ended before it tried them", untried, len(st.Accounts))
+		setCondition(st, v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonResyncing, msg, gen)
 	default:
 		msg := fmt.Sprintf("%d account(s) resynced", st.ResyncedAccounts)
 		if st.DestroyedAccounts > 0 {

@@ -51,9 +51,24 @@ func newPlan(sdkAppID, account string, t time.Time, n int) *v1alpha1.SnapshotInP
 	return &v1alpha1.SnapshotInProgress{Snapshot: snapshotID(sdkAppID, account, t), EventTime: t.UnixMilli(), Parts: int32(parts)}
 }
 
-// partName is the resource name of one part.
+// partName is the resource name of one part as the snapshot's first try stores it.
 func partName(plan *v1alpha1.SnapshotInProgress, part int32) string {
 	return plan.Snapshot + "-" + strconv.Itoa(int(part))
+}
+
+// restoredPartName is the resource name of a part that a later try of the snapshot stores
+// (the first try's was refused, or was delivered and deleted by retention): the name is
+// what receivers deduplicate by (Idempotency-Key, ce-id, Nats-Msg-Id), so a part stored
+// again with other members must not reuse an earlier copy's. A hash of its content tells
+// it from every other copy of the part; a copy with the same content may share it, and a
+// receiver that drops it loses nothing.
+func restoredPartName(plan *v1alpha1.SnapshotInProgress, part int32, subscribers []string, total int) string {
+	h := sha256.New()
+	fmt.Fprintf(h, "%d;%d;", part, total)
+	for _, s := range slices.Sorted(slices.Values(subscribers)) {
+		fmt.Fprintf(h, "%d:%s;", len(s), s)
+	}
+	return partName(plan, part) + "-" + hex.EncodeToString(h.Sum(nil))[:10]
 }
 
 // fillParts places a listing into the parts of plan not yet stored. stored holds the
@@ -62,7 +77,7 @@ func partName(plan *v1alpha1.SnapshotInProgress, part int32) string {
 // and how many the whole snapshot lists, or false when the rest of the listing does not fit the parts left: the snapshot then
 // starts anew with another T. A sink takes the union of each part's deliveries, so a
 // part that was stored, delivered and deleted before a crash and is now stored again
-// with other members loses no one.
+// with other members (under another name, restoredPartName) loses no one.
 func fillParts(plan *v1alpha1.SnapshotInProgress, stored map[int32][]string, listing []string) (map[int32][]string, int, bool) {
 	have := map[string]bool{}
 	for _, subscribers := range stored {
@@ -89,13 +104,18 @@ func fillParts(plan *v1alpha1.SnapshotInProgress, stored map[int32][]string, lis
 	return out, total, len(rest) == 0
 }
 
-// snapshotPart is the resource that stores one part of a snapshot of total subscribers.
+// snapshotPart is the resource that stores one part of a snapshot of total subscribers;
+// retry tells that an earlier try of the snapshot stored parts (restoredPartName).
 func snapshotPart(namespace, sdkAppID, account string, plan *v1alpha1.SnapshotInProgress, part int32, subscribers []string,
-	total int) *v1alpha1.OfficialAccountSubscription {
+	total int, retry bool) *v1alpha1.OfficialAccountSubscription {
 	t := time.UnixMilli(plan.EventTime)
+	name := partName(plan, part)
+	if retry {
+		name = restoredPartName(plan, part, subscribers, total)
+	}
 	return &v1alpha1.OfficialAccountSubscription{
 		ObjectMeta: metav1.ObjectMeta{
-			Name:      partName(plan, part),
+			Name:      name,
 			Namespace: namespace,
 			Labels: map[string]string{
 				v1alpha1.LabelSDKAppID:            sdkAppID,

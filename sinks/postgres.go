@@ -24,7 +24,8 @@ const DefaultPostgresTimeout = 10 * time.Second
 
 // Postgres keeps one row per (sdk_app_id, official_account, subscriber) in step with the
 // events: Subscribe sets subscribed, Unsubscribe clears it, and only an event newer than
-// the row's changes it, so late and repeated events never undo a newer one. A complete
+// the row's and than the account's destruction changes it, so late and repeated events
+// never undo a newer one. A complete
 // Snapshot makes the account's rows match it (postgres_snapshot.go).
 type Postgres struct {
 	pool        *pgxpool.Pool
@@ -123,18 +124,33 @@ func (p *Postgres) Deliver(ctx context.Context, event *v1alpha1.OfficialAccountS
 	case v1alpha1.ActionAccountDestroyed:
 		return p.deliverDestroyed(ctx, event)
 	}
+	return p.deliverChange(ctx, event)
+}
+
+// deliverChange applies a Subscribe or Unsubscribe: an event no newer than its row's, or
+// than the account's destruction, changes nothing. Retries are not ordered, so a Subscribe
+// older than an AccountDestroyed already applied may still come; it must not subscribe a
+// member of the destroyed account. The event holds the account's destruction lock shared
+// (deliverDestroyed holds it alone), so that the statement sees a destruction applied at
+// the same time, or the destruction sees its rows: the lock and the statement are one batch,
+// one implicit transaction, one round trip.
+func (p *Postgres) deliverChange(ctx context.Context, event *v1alpha1.OfficialAccountSubscription) error {
 	upsert := fmt.Sprintf(`INSERT INTO %[1]s AS t
   (sdk_app_id, official_account, subscriber, subscribed, event_time, operator, event_id, updated_at)
 SELECT $1, $2, s, $3, to_timestamp($4::bigint / 1000.0), $5, $6, now()
 FROM (SELECT DISTINCT unnest($7::text[]) AS s) AS subscribers
+WHERE NOT EXISTS (SELECT 1 FROM %[2]s AS a WHERE a.sdk_app_id = $1 AND a.official_account = $2
+  AND a.destroyed_time >= to_timestamp($4::bigint / 1000.0))
 ON CONFLICT (sdk_app_id, official_account, subscriber) DO UPDATE
 SET subscribed = EXCLUDED.subscribed, event_time = EXCLUDED.event_time, operator = EXCLUDED.operator,
     event_id = EXCLUDED.event_id, updated_at = now()
-WHERE t.event_time < EXCLUDED.event_time`, table)
+WHERE t.event_time < EXCLUDED.event_time`, p.table.Sanitize(), p.accountsTable())
 	spec := event.Spec
-	_, err := p.pool.Exec(ctx, upsert, spec.SDKAppID, spec.OfficialAccount, spec.Action == v1alpha1.ActionSubscribe,
+	batch := &pgx.Batch{}
+	batch.Queue("SELECT pg_advisory_xact_lock_shared(hashtextextended($1, $2))", accountLock(spec), destructionLockSeed)
+	batch.Queue(upsert, spec.SDKAppID, spec.OfficialAccount, spec.Action == v1alpha1.ActionSubscribe,
 		spec.EventTime, spec.OperatorAccount, event.Name, spec.Subscribers)
-	return classifyPostgresError(err)
+	return classifyPostgresError(p.pool.SendBatch(ctx, batch).Close())
 }
 
 func (p *Postgres) ensureTable(ctx context.Context, table string) error {

@@ -22,8 +22,9 @@ import (
 // other subscribers (a resync retried after a crash) adds them to the part's.
 //
 // An AccountDestroyed event unsubscribes every row of the account with an older event, in
-// one statement, and is recorded in <table>_accounts too: an older snapshot, or an older
-// event for a subscriber without a row, can no longer subscribe anyone. A newer event
+// one statement, and is recorded in <table>_accounts too: neither an older snapshot nor an
+// older Subscribe or Unsubscribe (retries come in any order) changes any row of the
+// account afterwards, whether the member has a row or not (postgres.go). A newer event
 // still wins.
 //
 // Every write of one account's snapshots and destruction holds an advisory lock on the
@@ -71,6 +72,21 @@ func PostgresAccountsDDL(accountsTable string) string {
 )`, accountsTable)
 }
 
+// Seeds of the advisory locks on an account: its snapshots and destruction hold the
+// account lock alone; its destruction also holds the destruction lock alone, which its
+// Subscribe and Unsubscribe events hold shared (they do not wait for one another, nor for
+// a snapshot).
+const (
+	accountLockSeed     = 0
+	destructionLockSeed = 1
+)
+
+// accountLock is the text an account's advisory locks hash. The app is digits, so no two
+// accounts share it.
+func accountLock(spec v1alpha1.OfficialAccountSubscriptionSpec) string {
+	return spec.SDKAppID + ":" + spec.OfficialAccount
+}
+
 // inAccountTx runs apply in a transaction that holds the account's advisory lock. The
 // rollback of a transaction that did not commit has its own deadline.
 func (p *Postgres) inAccountTx(ctx context.Context, spec v1alpha1.OfficialAccountSubscriptionSpec, apply func(pgx.Tx) error) error {
@@ -83,9 +99,7 @@ func (p *Postgres) inAccountTx(ctx context.Context, spec v1alpha1.OfficialAccoun
 		defer cancel()
 		_ = tx.Rollback(rollbackCtx)
 	}()
-	// The app is digits, so no two accounts share a key.
-	lock := spec.SDKAppID + ":" + spec.OfficialAccount
-	if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", lock); err != nil {
+	if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock(hashtextextended($1, $2))", accountLock(spec), accountLockSeed); err != nil {
 		return classifyPostgresError(err)
 	}
 	if err := apply(tx); err != nil {
@@ -175,6 +189,7 @@ func (p *Postgres) deliverDestroyed(ctx context.Context, event *v1alpha1.Officia
 	spec := event.Spec
 	return p.inAccountTx(ctx, spec, func(tx pgx.Tx) error {
 		return execAll(ctx, tx, []statement{
+			{"SELECT pg_advisory_xact_lock(hashtextextended($1, $2))", []any{accountLock(spec), destructionLockSeed}},
 			{fmt.Sprintf(`UPDATE %s SET subscribed = false, event_time = to_timestamp($3::bigint / 1000.0), operator = $4, event_id = $5, updated_at = now()
 WHERE sdk_app_id = $1 AND official_account = $2 AND subscribed AND event_time < to_timestamp($3::bigint / 1000.0)`, p.table.Sanitize()),
 				[]any{spec.SDKAppID, spec.OfficialAccount, spec.EventTime, spec.OwnerAccount, event.Name}},

@@ -225,3 +225,43 @@ func TestPostgresAppliesADestroyedAccount(t *testing.T) {
 		t.Error("a snapshot older than the destruction added dave")
 	}
 }
+
+// A Subscribe or Unsubscribe no newer than the account's destruction changes nothing, for
+// a member with a row and one without: retries come in any order, so one older than an
+// AccountDestroyed already applied may still arrive. A newer one still applies.
+func TestPostgresIgnoresAnEventOlderThanTheDestruction(t *testing.T) {
+	pg := startPostgres(t)
+	sink := newPostgresSink(t, pg)
+	conn := connect(t, pg)
+	ctx := context.Background()
+	destroyedAt := time.UnixMilli(1_700_000_000_000)
+	before, after := destroyedAt.Add(-time.Minute).UnixMilli(), destroyedAt.Add(time.Minute).UnixMilli()
+	if err := sink.Deliver(ctx, pgEvent("alice-in", v1alpha1.ActionSubscribe, before-1000, "alice")); err != nil {
+		t.Fatal(err)
+	}
+	destroyed := pgEvent("destroyed", v1alpha1.ActionAccountDestroyed, destroyedAt.UnixMilli())
+	destroyed.Spec.CallbackCommand, destroyed.Spec.OperatorAccount, destroyed.Spec.OwnerAccount =
+		"OfficialAccount.CallbackAfterOfficialAccountDestroyed", "", "owner"
+	for _, ev := range []*v1alpha1.OfficialAccountSubscription{
+		destroyed,
+		pgEvent("late-in", v1alpha1.ActionSubscribe, before, "alice", "zoe"), // a retry older than the destruction
+		pgEvent("same-ms", v1alpha1.ActionSubscribe, destroyedAt.UnixMilli(), "yann"),
+		pgEvent("late-out", v1alpha1.ActionUnsubscribe, before, "xavier"),
+		pgEvent("walt-in", v1alpha1.ActionSubscribe, after, "walt"), // the account made anew
+	} {
+		if err := sink.Deliver(ctx, ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if r := readRow(t, conn, "alice"); r.Subscribed || r.EventID != "destroyed" {
+		t.Errorf("alice: subscribed %v by %s, want unsubscribed by destroyed", r.Subscribed, r.EventID)
+	}
+	for _, who := range []string{"zoe", "yann", "xavier"} {
+		if hasRow(t, conn, who) {
+			t.Errorf("an event no newer than the destruction wrote a row for %s", who)
+		}
+	}
+	if r := readRow(t, conn, "walt"); !r.Subscribed || r.EventID != "walt-in" {
+		t.Errorf("walt: subscribed %v by %s, want subscribed by walt-in", r.Subscribed, r.EventID)
+	}
+}
