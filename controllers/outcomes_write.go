@@ -8,7 +8,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/util/retry"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/chat-operators/officialaccount-operator/api/v1alpha1"
@@ -59,7 +58,6 @@ func (r *SubscriptionReconciler) writeOutcomesOf(ctx context.Context, key types.
 	if !p.Write {
 		return nil
 	}
-	patch := client.MergeFromWithOptions(sub.DeepCopy(), client.MergeFromWithOptimisticLock{})
 	sub.Status = p.Status
-	return r.writeStatus(ctx, &sub, patch)
+	return r.writeStatus(ctx, &sub)
 }

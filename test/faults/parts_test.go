@@ -279,7 +279,7 @@ func (e *endpoint) begunIDs() []string {
 }
 
 // statusFailingProxy stands between the operator and kube-apiserver and answers the
-// first failures PATCHes of an OfficialAccountSubscription's status with 500 (the API
+// first failures writes (PUT or PATCH) of an OfficialAccountSubscription's status with 500 (the API
 // server's answer when etcd times out), passing everything else through.
 type statusFailingProxy struct {
 	url      string
@@ -292,7 +292,7 @@ func newStatusFailingProxy(cfg *rest.Config, failures int) *statusFailingProxy {
 	p := &statusFailingProxy{}
 	p.failures.Store(int64(failures))
 	p.url = startAPIProxy(cfg, func(w http.ResponseWriter, r *http.Request, upstream http.Handler) {
-		if r.Method == http.MethodPatch && strings.Contains(r.URL.Path, "/officialaccountsubscriptions/") &&
+		if (r.Method == http.MethodPatch || r.Method == http.MethodPut) && strings.Contains(r.URL.Path, "/officialaccountsubscriptions/") &&
 			strings.HasSuffix(r.URL.Path, "/status") && p.failures.Add(-1) >= 0 {
 			p.failed.Add(1)
 			w.Header().Set("Content-Type", "application/json")
