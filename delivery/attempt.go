@@ -58,15 +58,21 @@ func (dl *Deliverer) Job(event *v1alpha1.OfficialAccountSubscription, d v1alpha1
 func (dl *Deliverer) attempt(ctx context.Context, event *v1alpha1.OfficialAccountSubscription, d v1alpha1.SinkDelivery,
 	key types.NamespacedName) {
 	var sink v1alpha1.SubscriptionSink
-	if err := dl.Cache.Get(ctx, key, &sink); err != nil || sink.Spec.Suspend {
+	if err := dl.Cache.Get(ctx, key, &sink); err != nil || sink.Spec.Suspend || ctx.Err() != nil {
 		dl.Ledger.Abandon(event, d.Name)
 		return
 	}
-	target, err := dl.Resolver.Resolve(ctx, &sink)
+	target, err := dl.resolve(ctx, &sink)
 	start := dl.now()
 	if err == nil {
 		err = target.Deliver(ctx, event)
 		deliveryDuration.WithLabelValues(key.String()).Observe(dl.now().Sub(start).Seconds())
+	}
+	if err != nil && ctx.Err() != nil {
+		// Cancelled: the lease was lost, or an orderly stop ran out of time. That is no
+		// attempt of the sink's; whoever leads next delivers it (at-least-once).
+		dl.Ledger.Abandon(event, d.Name)
+		return
 	}
 	dl.recordAttempt(ctx, event, &d, &sink, start, err)
 	dl.Ledger.Finish(event, d)
@@ -77,6 +83,16 @@ func (dl *Deliverer) attempt(ctx context.Context, event *v1alpha1.OfficialAccoun
 	if err := dl.Cache.Get(ctx, key, &sink); apierrors.IsNotFound(err) {
 		dl.Resolver.Registry.Forget(key.String())
 	}
+}
+
+// resolveTimeout bounds building a sink: the Secrets it names may be read from the API
+// server, and a pool or connection may be dialled.
+const resolveTimeout = 10 * time.Second
+
+func (dl *Deliverer) resolve(ctx context.Context, sink *v1alpha1.SubscriptionSink) (sinks.Sink, error) {
+	ctx, cancel := context.WithTimeout(ctx, resolveTimeout)
+	defer cancel()
+	return dl.Resolver.Resolve(ctx, sink)
 }
 
 // recordAttempt writes into the delivery the outcome of an attempt that has just ended

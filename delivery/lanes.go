@@ -72,8 +72,14 @@ func NewLanes(stopped <-chan struct{}, base context.Context) *Lanes {
 }
 
 // Start runs the job in its sink's lane, or queues it there; it reports false when the
-// lane's queue is full too, and the event is then reconciled again once there is room.
+// lane's queue is full too, and the event is then reconciled again once there is room,
+// and once the term is over.
 func (l *Lanes) Start(job Job, limit int) bool {
+	select {
+	case <-l.stopped:
+		return false
+	default:
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	ln := l.lanes[job.Sink]

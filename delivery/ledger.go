@@ -69,6 +69,11 @@ type View struct {
 	DeferredSince time.Time
 	// DeferredSinks are the sinks the event was matched with then.
 	DeferredSinks []string
+	// Round is the retry round the deliveries in flight and the outcomes belong to, when
+	// HasRound: a first plan starts from it, not from the annotation as it is now, so that
+	// a retry asked for before the first write does not hide what was delivered.
+	Round    string
+	HasRound bool
 }
 
 // Freshness is what Observe found of the cache's copy of an event.
@@ -102,7 +107,7 @@ func (l *Ledger) recordOf(sub *v1alpha1.OfficialAccountSubscription, create bool
 	if l.events == nil {
 		l.events = map[types.NamespacedName]*record{}
 	}
-	rec = &record{uid: sub.UID, inFlight: map[string]string{}, outcomes: map[string]Outcome{}}
+	rec = &record{uid: sub.UID} // its maps are made when first written: most records only hold a written resourceVersion
 	l.events[key] = rec
 	return rec
 }
@@ -147,11 +152,13 @@ func (l *Ledger) View(sub *v1alpha1.OfficialAccountSubscription) View {
 	if rec == nil {
 		return v
 	}
-	for sink := range rec.inFlight {
+	for sink, round := range rec.inFlight {
 		v.InFlight[sink] = true
+		v.Round, v.HasRound = round, true
 	}
 	for sink, o := range rec.outcomes {
 		v.Outcomes[sink] = Outcome{Round: o.Round, Delivery: *o.Delivery.DeepCopy()}
+		v.Round, v.HasRound = o.Round, true
 	}
 	if rec.deferral != nil {
 		v.DeferredSince, v.DeferredSinks = rec.deferral.since, slices.Clone(rec.deferral.sinks)
@@ -172,6 +179,9 @@ func (l *Ledger) Begin(sub *v1alpha1.OfficialAccountSubscription, sink, round st
 	}
 	if o, kept := rec.outcomes[sink]; kept && o.Round == round && o.Delivery.Attempts > attempts {
 		return false
+	}
+	if rec.inFlight == nil {
+		rec.inFlight = map[string]string{}
 	}
 	rec.inFlight[sink] = round
 	return true
@@ -202,6 +212,9 @@ func (l *Ledger) Finish(sub *v1alpha1.OfficialAccountSubscription, d v1alpha1.Si
 	if void, reset := rec.voidRound[d.Name]; !ok || (reset && void != round) {
 		l.tidy(keyOf(sub), rec)
 		return
+	}
+	if rec.outcomes == nil {
+		rec.outcomes = map[string]Outcome{}
 	}
 	rec.outcomes[d.Name] = Outcome{Round: round, Delivery: *d.DeepCopy()}
 }
@@ -250,7 +263,12 @@ func (l *Ledger) Written(sub *v1alpha1.OfficialAccountSubscription) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	rec := l.recordOf(sub, true)
-	rec.written, rec.deferral, rec.voidRound = sub.ResourceVersion, nil, nil
+	rec.written, rec.deferral = sub.ResourceVersion, nil
+	for sink := range rec.voidRound {
+		if _, busy := rec.inFlight[sink]; !busy { // one in flight from before the reset is still to be voided
+			delete(rec.voidRound, sink)
+		}
+	}
 	l.dropRecorded(rec, &sub.Status)
 	l.tidy(keyOf(sub), rec)
 }
@@ -261,7 +279,7 @@ func (l *Ledger) Deleted(sub *v1alpha1.OfficialAccountSubscription) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	rec := l.recordOf(sub, true)
-	rec.deleted, rec.outcomes, rec.deferral = true, map[string]Outcome{}, nil
+	rec.deleted, rec.outcomes, rec.deferral = true, nil, nil
 }
 
 // Forget drops what is kept for the event of that name, once the cache says it is gone.
@@ -269,6 +287,23 @@ func (l *Ledger) Forget(key types.NamespacedName) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	delete(l.events, key)
+}
+
+// EndTerm forgets what only held for the term that ended: the next term's cache starts
+// from a fresh list, which has every status written and no deleted event, and a first
+// write put off is matched again. The outcomes not written stay, for whoever writes them.
+// Call it once the term's deliveries have ended and its outcomes were written.
+func (l *Ledger) EndTerm() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for key, rec := range l.events {
+		if rec.deleted {
+			delete(l.events, key)
+			continue
+		}
+		rec.inFlight, rec.written, rec.deferral, rec.voidRound = nil, "", nil, nil
+		l.tidy(key, rec)
+	}
 }
 
 // Unwritten lists the events with outcomes not yet written.

@@ -87,6 +87,44 @@ func TestLedger(t *testing.T) {
 				t.Fatal("the delivery the retry started over could not begin")
 			}
 		}},
+		{name: "a delivery in flight across a retry that reset it stays void after the retry's status is written", run: func(t *testing.T, l *Ledger) {
+			sub := ledgerEvent("u1", "1", failedAt("a", 3))
+			l.Begin(sub, "a", "", 2) // an attempt from before the reset, still running
+			l.NewRound(sub, "r1", []string{"a"})
+			written := ledgerEvent("u1", "2", pendingTo("a"))
+			written.Status.LastHandledRetry = "r1"
+			l.Written(written)
+			l.Finish(sub, failedAt("a", 4))
+			if len(l.View(sub).Outcomes) != 0 {
+				t.Fatalf("the voided attempt's outcome was kept: %v", l.View(sub).Outcomes)
+			}
+		}},
+		{name: "the end of a term forgets its tombstones, writes and deferrals, and keeps what is unwritten", run: func(t *testing.T, l *Ledger) {
+			deleted := ledgerEvent("u1", "1")
+			l.Deleted(deleted)
+			deferred := ledgerEvent("u2", "1")
+			deferred.Name = "oasub-2"
+			l.Defer(deferred, time.Now(), []string{"a"})
+			l.Begin(deferred, "a", "", 0)
+			unwritten := ledgerEvent("u3", "1", pendingTo("a"))
+			unwritten.Name = "oasub-3"
+			l.Begin(unwritten, "a", "", 0)
+			l.Finish(unwritten, deliveredTo("a", 1))
+			l.Written(ledgerEvent("u3", "2"))
+			l.EndTerm()
+			if got := l.Observe(deleted); got != Fresh {
+				t.Fatalf("the deleted event is %v after the term, want Fresh", got)
+			}
+			if v := l.View(deferred); !v.DeferredSince.IsZero() || len(v.InFlight) != 0 {
+				t.Fatalf("the deferral outlived its term: %+v", v)
+			}
+			if keys := l.Unwritten(); len(keys) != 1 || keys[0].Name != "oasub-3" {
+				t.Fatalf("unwritten %v, want the one outcome not written", keys)
+			}
+			if len(l.events) != 1 {
+				t.Fatalf("%d records kept, want 1", len(l.events))
+			}
+		}},
 		{name: "an abandoned delivery leaves nothing", run: func(t *testing.T, l *Ledger) {
 			sub := ledgerEvent("u1", "1", pendingTo("a"))
 			l.Begin(sub, "a", "", 0)

@@ -47,7 +47,8 @@ type Input struct {
 	Now    time.Time
 	Settings
 	// TermOver: the reconcilers have stopped, and the plan only records what the sinks
-	// answered: nothing is started, and no sink is judged missing or suspended.
+	// answered: nothing is started, no sink is judged missing or suspended, and a retry
+	// request waits for the next term.
 	TermOver bool
 }
 
@@ -104,9 +105,12 @@ func Make(in Input) Plan {
 		}
 		st.Sinks = pendingDeliveries(names)
 		st.LastHandledRetry = sub.Annotations[v1alpha1.AnnotationRetry]
+		if in.Ledger.HasRound { // deliveries began before the annotation changed
+			st.LastHandledRetry = in.Ledger.Round
+		}
 	}
 	applyOutcomes(st, in.Ledger.Outcomes)
-	if retry := sub.Annotations[v1alpha1.AnnotationRetry]; retry != st.LastHandledRetry {
+	if retry := sub.Annotations[v1alpha1.AnnotationRetry]; retry != st.LastHandledRetry && !in.TermOver {
 		st.Sinks, p.Reset = rematch(st.Sinks, in.Matching)
 		st.LastHandledRetry, p.NewRound = retry, true
 		// Attempts made in the new round, whose status write failed, count; the reset

@@ -92,6 +92,7 @@ func runTerm(ctx context.Context, restConfig *rest.Config, f *Flags, ingest cont
 	if err := subscriptions.WriteUnwrittenOutcomes(writeCtx); err != nil {
 		ctrl.Log.WithName("operator").Error(err, "delivery outcomes could not be written; the next leader delivers those events again")
 	}
+	ledger.EndTerm()
 	return runErr
 }
 
