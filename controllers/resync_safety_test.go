@@ -261,6 +261,22 @@ func (c secretsUnavailable) Get(ctx context.Context, key client.ObjectKey, obj c
 	return c.Client.Get(ctx, key, obj, opts...)
 }
 
+// snapshotLeftAtPart2 waits until the resync's one account failed at part 2 of 3 and
+// returns the snapshot it left in part.
+func snapshotLeftAtPart2(rs *v1alpha1.OfficialAccountResync) *v1alpha1.SnapshotInProgress {
+	GinkgoHelper()
+	var left *v1alpha1.SnapshotInProgress
+	Eventually(func() string {
+		a := getResync(rs).Status.Accounts
+		if len(a) == 1 && a[0].InProgress != nil && a[0].State == v1alpha1.AccountFailed {
+			left = a[0].InProgress
+			return a[0].LastError
+		}
+		return ""
+	}, 30*time.Second).Should(ContainSubstring("part 2/3"))
+	return left
+}
+
 var _ = Describe("A resync, made safe", func() {
 	It("follows a run longer than its own schedule with the next one", func() {
 		account := uniqueAccount()
@@ -319,15 +335,7 @@ var _ = Describe("A resync, made safe", func() {
 		binding := refuseSnapshotPart2(account)
 		resyncSecret("in-part", restKey, true)
 		rs := resyncOf("in-part", []string{account}, nil)
-		var left *v1alpha1.SnapshotInProgress
-		Eventually(func() string {
-			a := getResync(rs).Status.Accounts
-			if len(a) == 1 && a[0].InProgress != nil && a[0].State == v1alpha1.AccountFailed {
-				left = a[0].InProgress
-				return a[0].LastError
-			}
-			return ""
-		}, 30*time.Second).Should(ContainSubstring("part 2/3"))
+		left := snapshotLeftAtPart2(rs)
 		Expect(snapshotsOf(account)[left.Snapshot]).To(HaveLen(1), "part 1 was stored before the refusal")
 
 		restStandIn.Unsubscribe(account, "m-0003") // the retry lists anew: one member fewer
@@ -355,15 +363,7 @@ var _ = Describe("A resync, made safe", func() {
 		binding := refuseSnapshotPart2(account)
 		resyncSecret("part-again", restKey, true)
 		rs := resyncOf("part-again", []string{account}, nil)
-		var left *v1alpha1.SnapshotInProgress
-		Eventually(func() string {
-			a := getResync(rs).Status.Accounts
-			if len(a) == 1 && a[0].InProgress != nil && a[0].State == v1alpha1.AccountFailed {
-				left = a[0].InProgress
-				return a[0].LastError
-			}
-			return ""
-		}, 30*time.Second).Should(ContainSubstring("part 2/3"))
+		left := snapshotLeftAtPart2(rs)
 		// Part 1 is delivered, and deleted after its retention, before the retry.
 		Eventually(func() int { return len(receiver.Requests()) }, 30*time.Second).Should(Equal(1))
 		Eventually(func() int { return len(snapshotsOf(account)[left.Snapshot]) }, 3*retention+30*time.Second, 200*time.Millisecond).

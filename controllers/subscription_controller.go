@@ -119,7 +119,7 @@ func (r *SubscriptionReconciler) Reconcile(ctx context.Context, req ctrl.Request
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	return r.execute(ctx, &sub, delivery.Make(in))
+	return r.execute(ctx, &sub, in.Sinks, delivery.Make(in))
 }
 
 // planInput gathers what a plan reads: the ledger's view, the sinks the event names as
@@ -143,12 +143,18 @@ func (r *SubscriptionReconciler) planInput(ctx context.Context, sub *v1alpha1.Of
 		names = append(names, d.Name)
 	}
 	for _, name := range names {
+		if _, read := in.Sinks[name]; read {
+			continue
+		}
 		var sink v1alpha1.SubscriptionSink
 		err := r.Get(ctx, types.NamespacedName{Namespace: sub.Namespace, Name: name}, &sink)
 		switch {
 		case err == nil:
-			in.Sinks[name] = delivery.SinkState{Exists: true, Suspended: sink.Spec.Suspend}
-		case !apierrors.IsNotFound(err):
+			in.Sinks[name] = delivery.SinkState{Exists: true, Suspended: sink.Spec.Suspend,
+				MaxInFlight: delivery.MaxInFlight(sink.Spec.MaxInFlight)}
+		case apierrors.IsNotFound(err):
+			in.Sinks[name] = delivery.SinkState{}
+		default:
 			return in, fmt.Errorf("reading SubscriptionSink %q from the cache: %w", name, err)
 		}
 	}

@@ -4,12 +4,9 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/go-logr/logr"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/chat-operators/officialaccount-operator/api/v1alpha1"
 	"github.com/chat-operators/officialaccount-operator/delivery"
@@ -17,7 +14,8 @@ import (
 
 // execute carries a plan out: the deliveries first, then the delete, the deferral or the
 // status write.
-func (r *SubscriptionReconciler) execute(ctx context.Context, sub *v1alpha1.OfficialAccountSubscription, p delivery.Plan) (ctrl.Result, error) {
+func (r *SubscriptionReconciler) execute(ctx context.Context, sub *v1alpha1.OfficialAccountSubscription,
+	sinks map[string]delivery.SinkState, p delivery.Plan) (ctrl.Result, error) {
 	if p.NewRound {
 		r.Ledger.NewRound(sub, p.Status.LastHandledRetry, p.Reset)
 	}
@@ -25,7 +23,7 @@ func (r *SubscriptionReconciler) execute(ctx context.Context, sub *v1alpha1.Offi
 		r.deliverer.GaveUp(sub, d)
 	}
 	requeue := p.RequeueAfter
-	if laneFull := r.startDeliveries(ctx, sub, p); laneFull && (requeue == 0 || requeue > laneFullRecheck) {
+	if laneFull := r.startDeliveries(ctx, sub, sinks, p); laneFull && (requeue == 0 || requeue > laneFullRecheck) {
 		requeue = laneFullRecheck
 	}
 	switch {
@@ -44,7 +42,8 @@ func (r *SubscriptionReconciler) execute(ctx context.Context, sub *v1alpha1.Offi
 
 // startDeliveries hands the plan's deliveries to their sinks' lanes, each unless the ledger
 // has it under way already; it reports whether a lane was full.
-func (r *SubscriptionReconciler) startDeliveries(ctx context.Context, sub *v1alpha1.OfficialAccountSubscription, p delivery.Plan) (laneFull bool) {
+func (r *SubscriptionReconciler) startDeliveries(ctx context.Context, sub *v1alpha1.OfficialAccountSubscription,
+	sinks map[string]delivery.SinkState, p delivery.Plan) (laneFull bool) {
 	if len(p.Start) == 0 {
 		return false
 	}
@@ -54,14 +53,7 @@ func (r *SubscriptionReconciler) startDeliveries(ctx context.Context, sub *v1alp
 		if !r.Ledger.Begin(event, d.Name, p.Status.LastHandledRetry, d.Attempts) {
 			continue
 		}
-		var sink v1alpha1.SubscriptionSink
-		limit := delivery.MaxInFlight(nil)
-		if err := r.Get(ctx, types.NamespacedName{Namespace: sub.Namespace, Name: d.Name}, &sink); err == nil {
-			limit = delivery.MaxInFlight(sink.Spec.MaxInFlight)
-		}
-		job := r.deliverer.Job(event, d)
-		job.Run = withLogger(job.Run, logf.FromContext(ctx))
-		if !r.lanes.Start(job, limit) {
+		if !r.lanes.Start(r.deliverer.Job(ctx, event, d), sinks[d.Name].MaxInFlight) {
 			r.Ledger.Abandon(event, d.Name)
 			laneFull = true
 		}
@@ -112,8 +104,4 @@ func names(deliveries []v1alpha1.SinkDelivery) []string {
 		out = append(out, d.Name)
 	}
 	return out
-}
-
-func withLogger(run func(context.Context), log logr.Logger) func(context.Context) {
-	return func(ctx context.Context) { run(logf.IntoContext(ctx, log)) }
 }

@@ -39,15 +39,16 @@ func (dl *Deliverer) now() time.Time {
 }
 
 // Job is the lane job that delivers event (a copy the job keeps) once to the sink d names,
-// d being the delivery as the plan left it. The sink is read when the job's turn comes,
+// d being the delivery as the plan left it, logging with ctx's logger. The sink is read when the job's turn comes,
 // not when it was queued: up to a lane's queue of deliveries may wait behind a hung one,
 // and meanwhile the sink may have been changed, suspended or deleted.
-func (dl *Deliverer) Job(event *v1alpha1.OfficialAccountSubscription, d v1alpha1.SinkDelivery) Job {
+func (dl *Deliverer) Job(ctx context.Context, event *v1alpha1.OfficialAccountSubscription, d v1alpha1.SinkDelivery) Job {
 	key := types.NamespacedName{Namespace: event.Namespace, Name: d.Name}
+	log := logf.FromContext(ctx)
 	return Job{
 		Sink:  key.String(),
 		Event: types.NamespacedName{Namespace: event.Namespace, Name: event.Name},
-		Run:   func(ctx context.Context) { dl.attempt(ctx, event, d, key) },
+		Run:   func(laneCtx context.Context) { dl.attempt(logf.IntoContext(laneCtx, log), event, d, key) },
 		Drop:  func() { dl.Ledger.Abandon(event, d.Name) },
 	}
 }

@@ -2,6 +2,7 @@ package delivery
 
 import (
 	"fmt"
+	"slices"
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -22,6 +23,8 @@ const firstWriteDeferral = 30 * time.Second
 type SinkState struct {
 	Exists    bool
 	Suspended bool
+	// MaxInFlight is the size of the sink's lane, for starting its deliveries.
+	MaxInFlight int
 }
 
 // Settings are the operator's delivery settings a plan follows.
@@ -163,7 +166,7 @@ func applyOutcomes(st *v1alpha1.OfficialAccountSubscriptionStatus, outcomes map[
 		if kept.Round != st.LastHandledRetry {
 			continue
 		}
-		i := indexOf(st.Sinks, name)
+		i := slices.IndexFunc(st.Sinks, func(d v1alpha1.SinkDelivery) bool { return d.Name == name })
 		switch {
 		case i < 0:
 			st.Sinks = append(st.Sinks, *kept.Delivery.DeepCopy())
@@ -175,15 +178,6 @@ func applyOutcomes(st *v1alpha1.OfficialAccountSubscriptionStatus, outcomes map[
 	if added {
 		sortByName(st.Sinks)
 	}
-}
-
-func indexOf(deliveries []v1alpha1.SinkDelivery, name string) int {
-	for i := range deliveries {
-		if deliveries[i].Name == name {
-			return i
-		}
-	}
-	return -1
 }
 
 // dueDeliveries decides, for each pending delivery whose time has come, whether it starts,

@@ -158,7 +158,7 @@ func TestMake(t *testing.T) {
 				t.Errorf("reset %v, want %v", p.Reset, tt.want.reset)
 			}
 			for name, state := range tt.want.states {
-				if i := indexOf(p.Status.Sinks, name); i < 0 || p.Status.Sinks[i].State != state {
+				if i := slices.IndexFunc(p.Status.Sinks, func(d v1alpha1.SinkDelivery) bool { return d.Name == name }); i < 0 || p.Status.Sinks[i].State != state {
 					t.Errorf("delivery to %s: %+v, want %s", name, p.Status.Sinks, state)
 				}
 			}

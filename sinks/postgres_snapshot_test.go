@@ -10,6 +10,24 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
+// deliverAll delivers the events in order, failing the test at the first error.
+func deliverAll(t *testing.T, sink Sink, events ...*v1alpha1.OfficialAccountSubscription) {
+	t.Helper()
+	for _, ev := range events {
+		if err := sink.Deliver(context.Background(), ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// destroyedEvent is the AccountDestroyed event of the test account, at the time given.
+func destroyedEvent(id string, at time.Time) *v1alpha1.OfficialAccountSubscription {
+	ev := pgEvent(id, v1alpha1.ActionAccountDestroyed, at.UnixMilli())
+	ev.Spec.CallbackCommand, ev.Spec.OperatorAccount, ev.Spec.OwnerAccount =
+		"OfficialAccount.CallbackAfterOfficialAccountDestroyed", "", "owner"
+	return ev
+}
+
 // snapshotPart is part i of n of snapshot id, taken at t, listing subscribers.
 func snapshotPart(id string, t time.Time, part, parts int32, total int32, subscribers ...string) *v1alpha1.OfficialAccountSubscription {
 	ev := pgEvent(id+"-part", v1alpha1.ActionSnapshot, t.UnixMilli(), subscribers...)
@@ -25,17 +43,13 @@ func TestPostgresAppliesACompleteSnapshotOnly(t *testing.T) {
 	ctx := context.Background()
 	snapshotTime := time.UnixMilli(1_700_000_000_000)
 	before, after := snapshotTime.Add(-time.Hour).UnixMilli(), snapshotTime.Add(time.Minute).UnixMilli()
-	for _, ev := range []*v1alpha1.OfficialAccountSubscription{
+	deliverAll(t, sink,
 		pgEvent("alice-in", v1alpha1.ActionSubscribe, before, "alice"),    // listed: stays subscribed
 		pgEvent("bob-in", v1alpha1.ActionSubscribe, before, "bob"),        // left while the webhook was down
 		pgEvent("carol-in", v1alpha1.ActionSubscribe, after, "carol"),     // subscribed after the snapshot
 		pgEvent("dave-out", v1alpha1.ActionUnsubscribe, after, "dave"),    // listed, but left after it
 		pgEvent("frank-out", v1alpha1.ActionUnsubscribe, before, "frank"), // gone before, not listed
-	} {
-		if err := sink.Deliver(ctx, ev); err != nil {
-			t.Fatal(err)
-		}
-	}
+	)
 
 	// Part 1 of 2 alone changes nothing: a partial snapshot says nothing of who left.
 	if err := sink.Deliver(ctx, snapshotPart("oasnap-1", snapshotTime, 1, 2, 4, "alice", "dave")); err != nil {
@@ -165,15 +179,11 @@ func TestPostgresTakesTheUnionOfAPartDeliveredTwice(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	for _, ev := range []*v1alpha1.OfficialAccountSubscription{
+	deliverAll(t, sink,
 		snapshotPart("oasnap-3", at, 1, 2, 2, "alice"),
 		snapshotPart("oasnap-3", at, 1, 2, 2, "bob"), // the same part, stored again after a crash
 		snapshotPart("oasnap-3", at, 2, 2, 2),
-	} {
-		if err := sink.Deliver(ctx, ev); err != nil {
-			t.Fatal(err)
-		}
-	}
+	)
 	for _, who := range []string{"alice", "bob"} {
 		if r := readRow(t, conn, who); !r.Subscribed {
 			t.Errorf("%s was unsubscribed by %s, though a delivery of part 1 listed them", who, r.EventID)
@@ -190,17 +200,11 @@ func TestPostgresAppliesADestroyedAccount(t *testing.T) {
 	ctx := context.Background()
 	destroyedAt := time.UnixMilli(1_700_000_000_000)
 	before, after := destroyedAt.Add(-time.Minute).UnixMilli(), destroyedAt.Add(time.Minute).UnixMilli()
-	for _, ev := range []*v1alpha1.OfficialAccountSubscription{
+	deliverAll(t, sink,
 		pgEvent("alice-in", v1alpha1.ActionSubscribe, before, "alice", "bob"),
 		pgEvent("carol-in", v1alpha1.ActionSubscribe, after, "carol"), // a newer event: the account was made anew
-	} {
-		if err := sink.Deliver(ctx, ev); err != nil {
-			t.Fatal(err)
-		}
-	}
-	destroyed := pgEvent("destroyed", v1alpha1.ActionAccountDestroyed, destroyedAt.UnixMilli())
-	destroyed.Spec.CallbackCommand, destroyed.Spec.OperatorAccount, destroyed.Spec.OwnerAccount =
-		"OfficialAccount.CallbackAfterOfficialAccountDestroyed", "", "owner"
+	)
+	destroyed := destroyedEvent("destroyed", destroyedAt)
 	if err := sink.Deliver(ctx, destroyed); err != nil {
 		t.Fatal(err)
 	}
@@ -239,20 +243,14 @@ func TestPostgresIgnoresAnEventOlderThanTheDestruction(t *testing.T) {
 	if err := sink.Deliver(ctx, pgEvent("alice-in", v1alpha1.ActionSubscribe, before-1000, "alice")); err != nil {
 		t.Fatal(err)
 	}
-	destroyed := pgEvent("destroyed", v1alpha1.ActionAccountDestroyed, destroyedAt.UnixMilli())
-	destroyed.Spec.CallbackCommand, destroyed.Spec.OperatorAccount, destroyed.Spec.OwnerAccount =
-		"OfficialAccount.CallbackAfterOfficialAccountDestroyed", "", "owner"
-	for _, ev := range []*v1alpha1.OfficialAccountSubscription{
+	destroyed := destroyedEvent("destroyed", destroyedAt)
+	deliverAll(t, sink,
 		destroyed,
 		pgEvent("late-in", v1alpha1.ActionSubscribe, before, "alice", "zoe"), // a retry older than the destruction
 		pgEvent("same-ms", v1alpha1.ActionSubscribe, destroyedAt.UnixMilli(), "yann"),
 		pgEvent("late-out", v1alpha1.ActionUnsubscribe, before, "xavier"),
 		pgEvent("walt-in", v1alpha1.ActionSubscribe, after, "walt"), // the account made anew
-	} {
-		if err := sink.Deliver(ctx, ev); err != nil {
-			t.Fatal(err)
-		}
-	}
+	)
 	if r := readRow(t, conn, "alice"); r.Subscribed || r.EventID != "destroyed" {
 		t.Errorf("alice: subscribed %v by %s, want unsubscribed by destroyed", r.Subscribed, r.EventID)
 	}
