@@ -94,9 +94,3 @@ func (r *run) createParts(ctx context.Context, account string, plan *v1alpha1.Sn
 	}
 	return nil
 }
-
-// wasDestroyed tells whether an account Tencent no longer knows was destroyed: its
-// AccountDestroyed event was recorded (recordDestroyed), or an earlier resync found so.
-func wasDestroyed(entry *v1alpha1.AccountResync) bool {
-	return entry.State == v1alpha1.AccountDestroyed
-}

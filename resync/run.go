@@ -58,15 +58,14 @@ func (r *run) resync(ctx context.Context, due []string) *stall {
 	for _, account := range due {
 		postponed(findAccount(r.accounts, account), end, base, every)
 	}
+	// A transient failure counts as a failure of each due account; a stall once.
+	result, count, verb := resultStalled, 1.0, "resync stalled"
 	if stalled.transient {
-		resyncsTotal.WithLabelValues(resultFailed).Add(float64(len(due)))
-		r.event(corev1.EventTypeWarning, v1alpha1.ReasonResyncFailed, "%s", stalled.message)
-		logf.FromContext(ctx).Info("resync failed", "message", stalled.message)
-		return stalled
+		result, count, verb = resultFailed, float64(len(due)), "resync failed"
 	}
-	resyncsTotal.WithLabelValues(resultStalled).Inc()
+	resyncsTotal.WithLabelValues(result).Add(count)
 	r.event(corev1.EventTypeWarning, v1alpha1.ReasonResyncFailed, "%s", stalled.message)
-	logf.FromContext(ctx).Info("resync stalled", "reason", stalled.reason, "message", stalled.message)
+	logf.FromContext(ctx).Info(verb, "reason", stalled.reason, "message", stalled.message)
 	return stalled
 }
 
@@ -112,7 +111,7 @@ func (r *run) resyncAccount(runCtx context.Context, scanner *tencent.Scanner, en
 		r.event(corev1.EventTypeNormal, v1alpha1.ReasonResynced, "%s: %d subscriber(s) listed in %d call(s), %s",
 			entry.OfficialAccount, entry.Subscribers, entry.Calls, change)
 		log.Info("resynced", "subscribers", entry.Subscribers, "calls", entry.Calls, "changed", entry.Changed, "snapshot", entry.Snapshot)
-	case errors.As(err, &tencentErr) && tencentErr.Code == tencent.CodeAccountNotFound && wasDestroyed(entry):
+	case errors.As(err, &tencentErr) && tencentErr.Code == tencent.CodeAccountNotFound && entry.State == v1alpha1.AccountDestroyed:
 		destroyed(entry, end, every)
 		resyncsTotal.WithLabelValues(resultDestroyed).Inc()
 		r.event(corev1.EventTypeNormal, v1alpha1.ReasonAccountDestroyed, "%s: the account was destroyed; its AccountDestroyed event ended every subscription",
