@@ -9,8 +9,8 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/chat-operators/officialaccount-operator/api/v1alpha1"
 	"github.com/chat-operators/officialaccount-operator/internal/fakerest"
@@ -134,7 +134,7 @@ var _ = Describe("A PostgreSQL sink, end to end", Ordered, func() {
 		Eventually(following).WithArguments(account).Should(Equal(map[string]bool{"jared": false, "leckie": false, "after": true}))
 	})
 
-	It("reports a wrong password on the sink and fails the delivery with a readable error", func() {
+	It("reports a wrong password on the sink and retries the delivery until the password is mended", func() {
 		account := uniqueAccount()
 		sink := postgresSink("wrong-password-db", account, "not-the-password")
 		Eventually(sinkNotReady(sink)).Should(SatisfyAll(HavePrefix(v1alpha1.ReasonCheckFailed+": "), ContainSubstring("refused the credentials")))
@@ -143,11 +143,18 @@ var _ = Describe("A PostgreSQL sink, end to end", Ordered, func() {
 			callback(webhookserver.CommandAfterAddSubscriber, account, time.Now().UnixMilli(), "jared"))
 		Expect(status).To(Equal(http.StatusOK))
 		sub := onlySubscription(account)
-		failed := waitFor(sub.Name, func(s *v1alpha1.OfficialAccountSubscription) bool {
-			return meta.IsStatusConditionTrue(s.Status.Conditions, v1alpha1.ConditionStalled)
+		retrying := waitFor(sub.Name, func(s *v1alpha1.OfficialAccountSubscription) bool {
+			return len(s.Status.Sinks) == 1 && s.Status.Sinks[0].Attempts >= 2
 		})
-		Expect(failed.Status.Sinks[0].Attempts).To(BeEquivalentTo(1), "a refused password is not retried")
-		Expect(failed.Status.Sinks[0].LastError).To(ContainSubstring("refused the credentials"))
-		Expect(failed.Status.Sinks[0].LastError).NotTo(ContainSubstring("not-the-password"))
+		Expect(retrying.Status.Sinks[0].State).To(Equal(v1alpha1.DeliveryPending), "refused credentials are the sink's failure, retried")
+		Expect(retrying.Status.Sinks[0].LastError).To(ContainSubstring("refused the credentials"))
+		Expect(retrying.Status.Sinks[0].LastError).NotTo(ContainSubstring("not-the-password"))
+
+		var secret corev1.Secret
+		Expect(k8s.Get(context.Background(), types.NamespacedName{Namespace: eventNamespace, Name: sink.Name + "-dsn"}, &secret)).To(Succeed())
+		secret.Data = map[string][]byte{"dsn": []byte(pg.DSN(pg.Password))}
+		Expect(k8s.Update(context.Background(), &secret)).To(Succeed())
+		waitFor(sub.Name, isReady)
+		Expect(following(account)).To(Equal(map[string]bool{"jared": true}), "the password rotated, the event arrives")
 	})
 })

@@ -128,15 +128,17 @@ func (h *HTTP) newRequest(ctx context.Context, event *v1alpha1.OfficialAccountSu
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "officialaccount-operator")
-	req.Header.Set("Idempotency-Key", event.Name)
+	id := MessageID(ctx, event)
+	req.Header.Set("Idempotency-Key", id)
 	if h.format == v1alpha1.HTTPFormatCloudEvents {
 		setCloudEventHeaders(req.Header, event)
 	}
+	setDeadLetterHeaders(req.Header, h.format, DeadLetterFrom(ctx))
 	if h.signingKey != nil {
 		now := h.now()
-		req.Header.Set("webhook-id", event.Name)
+		req.Header.Set("webhook-id", id)
 		req.Header.Set("webhook-timestamp", strconv.FormatInt(now.Unix(), 10))
-		req.Header.Set("webhook-signature", standardWebhooksSignature(h.signingKey, event.Name, now, body))
+		req.Header.Set("webhook-signature", standardWebhooksSignature(h.signingKey, id, now, body))
 	}
 	return req, nil
 }
@@ -161,17 +163,18 @@ const (
 )
 
 // classifyHTTPStatus decides what an answer means: 2xx delivered; 3xx a redirect, which is
-// never followed; timeouts, "too early",
-// rate limits and server errors are worth retrying; any other answer is the receiver
-// refusing the event, which retrying will not change.
+// never followed; timeouts, "too early", rate limits and server errors are worth
+// retrying, and so are refused credentials (401, 403), which are nearly always the sink's
+// credentials being rotated, not the event; any other answer is the receiver refusing the
+// event, which retrying will not change.
 func classifyHTTPStatus(code int) httpOutcome {
 	switch {
 	case code >= 200 && code < 300:
 		return httpDelivered
 	case code >= 300 && code < 400:
 		return httpRedirected
-	case code == http.StatusRequestTimeout, code == http.StatusTooEarly,
-		code == http.StatusTooManyRequests, code >= 500:
+	case code == http.StatusRequestTimeout, code == http.StatusTooEarly, code == http.StatusTooManyRequests,
+		code == http.StatusUnauthorized, code == http.StatusForbidden, code >= 500:
 		return httpRetry
 	default:
 		return httpRejected

@@ -18,9 +18,9 @@ import (
 func TestClassifyHTTPStatus(t *testing.T) {
 	tests := map[int]httpOutcome{
 		200: httpDelivered, 201: httpDelivered, 202: httpDelivered, 204: httpDelivered, 299: httpDelivered,
-		408: httpRetry, 425: httpRetry, 429: httpRetry, 500: httpRetry, 502: httpRetry, 503: httpRetry, 504: httpRetry,
+		401: httpRetry, 403: httpRetry, 408: httpRetry, 425: httpRetry, 429: httpRetry, 500: httpRetry, 502: httpRetry, 503: httpRetry, 504: httpRetry,
 		301: httpRedirected, 302: httpRedirected, 307: httpRedirected, 308: httpRedirected,
-		400: httpRejected, 401: httpRejected, 403: httpRejected, 404: httpRejected, 409: httpRejected, 422: httpRejected,
+		400: httpRejected, 404: httpRejected, 409: httpRejected, 422: httpRejected,
 	}
 	for code, want := range tests {
 		if got := classifyHTTPStatus(code); got != want {
@@ -268,5 +268,43 @@ func TestHTTPDeliverTencentFormatCarriesTheSnapshotsPlace(t *testing.T) {
 	if got.Snapshot.ID != "oasnap-1" || got.Snapshot.Part != 2 || got.Snapshot.Parts != 3 || got.Snapshot.SubscriberNum != 1002 ||
 		len(got.SubscribeAccountList) != 2 || got.CallbackCommand != v1alpha1.CommandSnapshot {
 		t.Fatalf("body %s", *body)
+	}
+}
+
+// A dead letter tells the receiver what went wrong, in both formats, on one header line.
+func TestHTTPDeliverMarksADeadLetter(t *testing.T) {
+	letter := &DeadLetter{Sink: "crm", Reason: "Rejected", Error: "POST https://crm/: 400 Bad Request:\nno such field"}
+	tests := []struct {
+		format                v1alpha1.HTTPFormat
+		sink, reason, errName string
+	}{
+		{v1alpha1.HTTPFormatCloudEvents, "ce-deadlettersink", "ce-deadletterreason", "ce-deadlettererror"},
+		{v1alpha1.HTTPFormatTencent, "X-Deadletter-Sink", "X-Deadletter-Reason", "X-Deadletter-Error"},
+	}
+	for _, tt := range tests {
+		t.Run(string(tt.format), func(t *testing.T) {
+			srv, got, _ := record(t, http.StatusOK, nil)
+			sink, err := NewHTTP(&v1alpha1.HTTPDestination{URL: srv.URL, Format: tt.format}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := sink.Deliver(WithDeadLetter(context.Background(), letter), sampleEvent()); err != nil {
+				t.Fatal(err)
+			}
+			h := got.Header
+			if h.Get(tt.sink) != "crm" || h.Get(tt.reason) != "Rejected" ||
+				h.Get(tt.errName) != "POST https://crm/: 400 Bad Request: no such field" {
+				t.Fatalf("headers %v: want the dead letter's sink, reason and error on one line", h)
+			}
+			if h.Get("Idempotency-Key") != "oasub-0123456789abcdef01234567/deadletter/crm" {
+				t.Fatalf("Idempotency-Key %q: want one of the dead letter's own", h.Get("Idempotency-Key"))
+			}
+			if err := sink.Deliver(context.Background(), sampleEvent()); err != nil {
+				t.Fatal(err)
+			}
+			if got.Header.Get(tt.sink) != "" {
+				t.Fatal("a delivery that is no dead letter is marked as one")
+			}
+		})
 	}
 }

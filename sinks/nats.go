@@ -113,13 +113,13 @@ func (n *NATS) Deliver(ctx context.Context, event *v1alpha1.OfficialAccountSubsc
 		ctx, cancel = context.WithTimeout(ctx, natsTimeout)
 		defer cancel()
 	}
-	body, err := structuredCloudEvent(event)
+	body, err := structuredCloudEvent(event, DeadLetterFrom(ctx))
 	if err != nil {
 		return Permanent(err)
 	}
 	msg := nats.NewMsg(n.subjectFor(event))
 	msg.Data = body
-	msg.Header.Set(jetstream.MsgIDHeader, event.Name)
+	msg.Header.Set(jetstream.MsgIDHeader, MessageID(ctx, event))
 	msg.Header.Set("Content-Type", "application/cloudevents+json")
 	if !n.jetStream {
 		if err := n.conn.PublishMsg(msg); err != nil {
@@ -159,12 +159,14 @@ func (n *NATS) ensureStream(ctx context.Context) error {
 
 // structuredCloudEvent is the event as a CloudEvents 1.0 JSON document: the same
 // attributes as the HTTP sink's headers, the resource's spec as data.
-func structuredCloudEvent(event *v1alpha1.OfficialAccountSubscription) ([]byte, error) {
+// A dead letter carries the extension attributes deadlettersink, deadletterreason and
+// deadlettererror.
+func structuredCloudEvent(event *v1alpha1.OfficialAccountSubscription, dl *DeadLetter) ([]byte, error) {
 	data, err := cloudEventData(event)
 	if err != nil {
 		return nil, err
 	}
-	return json.Marshal(map[string]any{
+	doc := map[string]any{
 		"specversion":     cloudEventsSpecVersion,
 		"id":              event.Name,
 		"source":          cloudEventSource(event.Spec.SDKAppID),
@@ -173,5 +175,11 @@ func structuredCloudEvent(event *v1alpha1.OfficialAccountSubscription) ([]byte, 
 		"time":            eventTime(event.Spec.EventTime).Format(time.RFC3339Nano),
 		"datacontenttype": "application/json",
 		"data":            json.RawMessage(data),
-	})
+	}
+	if dl != nil {
+		for name, value := range dl.attributes() {
+			doc[name] = value
+		}
+	}
+	return json.Marshal(doc)
 }

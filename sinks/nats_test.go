@@ -161,3 +161,18 @@ func TestNATSTokenAndCredsFile(t *testing.T) {
 		t.Fatalf("a malformed creds file: err = %v", err)
 	}
 }
+
+// A dead letter published to NATS carries the extension attributes in the CloudEvent.
+func TestStructuredCloudEventOfADeadLetter(t *testing.T) {
+	body, err := structuredCloudEvent(sampleEvent(), &DeadLetter{Sink: "crm", Reason: "RetriesExhausted", Error: "503"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc map[string]any
+	if err := json.Unmarshal(body, &doc); err != nil {
+		t.Fatal(err)
+	}
+	if doc["deadlettersink"] != "crm" || doc["deadletterreason"] != "RetriesExhausted" || doc["deadlettererror"] != "503" {
+		t.Fatalf("CloudEvent %s: want the dead-letter attributes", body)
+	}
+}

@@ -171,9 +171,10 @@ func (p *Postgres) ensureTable(ctx context.Context, table string) error {
 	return nil
 }
 
-// classifyPostgresError fails for good what retrying cannot mend (credentials, rights, a
-// missing database or table) and retries the rest: connection losses, serialization
-// failures, deadlocks, a server starting up.
+// classifyPostgresError fails for good what retrying cannot mend (rights, a missing
+// database or table) and retries the rest: connection losses, serialization failures,
+// deadlocks, a server starting up, and refused credentials, which are nearly always a
+// password being rotated, not the event.
 func classifyPostgresError(err error) error {
 	if err == nil {
 		return nil
@@ -182,7 +183,7 @@ func classifyPostgresError(err error) error {
 	if errors.As(err, &pgErr) {
 		switch pgErr.Code[:2] {
 		case "28": // invalid authorization specification, invalid password
-			return Permanent(fmt.Errorf("PostgreSQL refused the credentials: %s (SQLSTATE %s)", pgErr.Message, pgErr.Code))
+			return fmt.Errorf("PostgreSQL refused the credentials: %s (SQLSTATE %s)", pgErr.Message, pgErr.Code)
 		case "3D", "42": // no such database; syntax or access rule violation
 			return Permanent(fmt.Errorf("PostgreSQL: %s (SQLSTATE %s)", pgErr.Message, pgErr.Code))
 		}

@@ -220,7 +220,7 @@ func TestPostgresADeliveryWaitingOnALockEndsWithinTheTimeout(t *testing.T) {
 	}
 }
 
-func TestPostgresAWrongPasswordFailsForGoodWithAReadableError(t *testing.T) {
+func TestPostgresAWrongPasswordIsRetriedWithAReadableError(t *testing.T) {
 	pg := startPostgres(t)
 	sink, err := NewPostgres(pg.DSN("not-the-password"), "", true, 0)
 	if err != nil {
@@ -234,8 +234,8 @@ func TestPostgresAWrongPasswordFailsForGoodWithAReadableError(t *testing.T) {
 		},
 	} {
 		err := attempt()
-		if !IsPermanent(err) || !strings.Contains(err.Error(), "refused the credentials") || !strings.Contains(err.Error(), "28P01") {
-			t.Errorf("%s: err = %v, want a permanent credentials error", name, err)
+		if err == nil || IsPermanent(err) || !strings.Contains(err.Error(), "refused the credentials") || !strings.Contains(err.Error(), "28P01") {
+			t.Errorf("%s: err = %v, want a credentials error to retry", name, err)
 		}
 		if err != nil && strings.Contains(err.Error(), "not-the-password") {
 			t.Errorf("%s: the error reveals the password", name)
