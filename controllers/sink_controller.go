@@ -11,6 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -51,6 +52,8 @@ type SinkReconciler struct {
 	// Activity is the deliveries' record of their last success and error, shared with the
 	// subscription reconciler.
 	Activity *delivery.SinkActivity
+	// Breakers are the sinks' circuit breakers, shared with the subscription reconciler.
+	Breakers *delivery.Breakers
 
 	// checks remembers the last check of each built sink, so that the destination is
 	// checked when its configuration changes, or again while it fails, not every interval.
@@ -84,7 +87,7 @@ func (r *SinkReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.
 		return ctrl.Result{}, fmt.Errorf("counting the backlog: %w", err)
 	}
 	key := delivery.SinkKey(&sink)
-	applySinkStatus(&sink, backlog, r.Activity.Of(key), ready)
+	applySinkStatus(&sink, backlog, r.Activity.Of(key), r.Breakers.View(key), ready)
 	exportBacklog(key, backlog, time.Now())
 
 	if !equality.Semantic.DeepEqual(original.Status, sink.Status) {
@@ -113,6 +116,19 @@ func (r *SinkReconciler) readiness(ctx context.Context, sink *v1alpha1.Subscript
 	}
 	if checkErr := r.check(ctx, delivery.SinkKey(sink), target); checkErr != nil {
 		ready.Status, ready.Reason, ready.Message = metav1.ConditionFalse, v1alpha1.ReasonCheckFailed, checkErr.Error()
+		return ready, nil
+	}
+	if ref := sink.Spec.DeadLetterSinkRef; ref != nil {
+		var dls v1alpha1.SubscriptionSink
+		err := r.Get(ctx, types.NamespacedName{Namespace: sink.Namespace, Name: ref.Name}, &dls)
+		switch {
+		case apierrors.IsNotFound(err):
+			ready.Status, ready.Reason = metav1.ConditionFalse, v1alpha1.ReasonDeadLetterSinkNotFound
+			ready.Message = fmt.Sprintf("the dead-letter sink %q does not exist: deliveries go on, and a failed one waits "+
+				"--sink-not-found-grace for it, then stays Failed", ref.Name)
+		case err != nil:
+			return ready, fmt.Errorf("reading the dead-letter sink %q from the cache: %w", ref.Name, err)
+		}
 	}
 	return ready, nil
 }
@@ -150,6 +166,9 @@ func (r *SinkReconciler) forget(key string) {
 func (r *SinkReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager) error {
 	if r.Activity == nil {
 		r.Activity = &delivery.SinkActivity{}
+	}
+	if r.Breakers == nil {
+		r.Breakers = &delivery.Breakers{}
 	}
 	err := mgr.GetFieldIndexer().IndexField(ctx, &v1alpha1.SubscriptionSink{}, sinkSecretIndex,
 		func(obj client.Object) []string { return delivery.SecretNames(obj.(*v1alpha1.SubscriptionSink)) })

@@ -3,6 +3,7 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -16,8 +17,8 @@ import (
 
 // sinkBacklog is what the stored events wait for at one sink.
 type sinkBacklog struct {
-	pending, retrying, failed int32
-	oldestPending             *metav1.Time
+	pending, retrying, failed, deadLettered int32
+	oldestPending                           *metav1.Time
 }
 
 // countBacklog counts the sink's pending and failed events from the cache, by the indexes
@@ -33,10 +34,10 @@ func countBacklog(ctx context.Context, c client.Reader, sink *v1alpha1.Subscript
 	b.pending = int32(len(pending.Items))
 	for i := range pending.Items {
 		sub := &pending.Items[i]
-		for _, d := range sub.Status.Sinks {
-			if d.Name == sink.Name && d.Attempts > 0 {
-				b.retrying++
-			}
+		if slices.ContainsFunc(sub.Status.Sinks, func(d v1alpha1.SinkDelivery) bool {
+			return d.TargetSink() == sink.Name && d.State == v1alpha1.DeliveryPending && d.Attempts > 0
+		}) {
+			b.retrying++ // an event counts once, like pending, though its dead letter may go here too
 		}
 		if received := sub.Spec.ReceivedTime; b.oldestPending == nil || received.Before(b.oldestPending) {
 			b.oldestPending = received.DeepCopy()
@@ -47,16 +48,26 @@ func countBacklog(ctx context.Context, c client.Reader, sink *v1alpha1.Subscript
 		client.MatchingFields{failedSinkIndex: sink.Name}, client.UnsafeDisableDeepCopy); err != nil {
 		return b, err
 	}
-	b.failed = int32(len(failedList.Items))
+	for i := range failedList.Items {
+		switch delivery.DeadLetterState(&failedList.Items[i], sink.Name) {
+		case v1alpha1.DeliveryDelivered:
+			b.deadLettered++
+		case v1alpha1.DeliveryPending: // on its way to the dead-letter sink, counted there
+		default:
+			b.failed++
+		}
+	}
 	return b, nil
 }
 
-// applySinkStatus writes the backlog, the last delivery and error, and the conditions into
-// the sink's status. ready is the configuration's and the destination check's verdict.
-func applySinkStatus(sink *v1alpha1.SubscriptionSink, b sinkBacklog, act delivery.Activity, ready metav1.Condition) {
+// applySinkStatus writes the backlog, the last delivery and error, the circuit and the
+// conditions into the sink's status. ready is the configuration's and the destination
+// check's verdict.
+func applySinkStatus(sink *v1alpha1.SubscriptionSink, b sinkBacklog, act delivery.Activity, circuit delivery.CircuitView, ready metav1.Condition) {
 	st := &sink.Status
 	st.ObservedGeneration = sink.Generation
 	st.Pending, st.Retrying, st.Failed, st.OldestPendingTime = b.pending, b.retrying, b.failed, b.oldestPending
+	st.DeadLettered = b.deadLettered
 	if !act.LastDelivery.IsZero() && (st.LastDeliveryTime == nil || act.LastDelivery.After(st.LastDeliveryTime.Time)) {
 		t := delivery.StatusTime(act.LastDelivery)
 		st.LastDeliveryTime = &t
@@ -66,6 +77,12 @@ func applySinkStatus(sink *v1alpha1.SubscriptionSink, b sinkBacklog, act deliver
 		st.LastError, st.LastErrorTime = act.LastError, &t
 	}
 
+	st.Circuit = circuitStatus(circuit)
+	if circuit.Open && ready.Status == metav1.ConditionTrue {
+		ready.Status, ready.Reason = metav1.ConditionFalse, v1alpha1.ReasonCircuitOpen
+		ready.Message = fmt.Sprintf("the circuit opened at %s, deliveries are held; the next probe is at %s; the last error: %s",
+			circuit.OpenedAt.UTC().Format(time.RFC3339), circuit.NextProbe.UTC().Format(time.RFC3339), circuit.LastError)
+	}
 	// A destination that fails every attempt is not ready, whatever its check said: the
 	// last attempt failed and none succeeded since.
 	if ready.Status == metav1.ConditionTrue && st.LastErrorTime != nil &&
@@ -84,6 +101,25 @@ func applySinkStatus(sink *v1alpha1.SubscriptionSink, b sinkBacklog, act deliver
 	} else {
 		meta.RemoveStatusCondition(&st.Conditions, v1alpha1.ConditionStalled)
 	}
+}
+
+// circuitStatus is the circuit as the status shows it; nil until the breaker has seen an
+// attempt to the sink.
+func circuitStatus(c delivery.CircuitView) *v1alpha1.CircuitStatus {
+	if !c.Known {
+		return nil
+	}
+	st := &v1alpha1.CircuitStatus{State: v1alpha1.CircuitClosed, Trips: c.Trips}
+	if !c.OpenedAt.IsZero() {
+		t := delivery.StatusTime(c.OpenedAt)
+		st.OpenedTime = &t
+	}
+	if c.Open {
+		st.State = v1alpha1.CircuitOpen
+		t := delivery.StatusTime(c.NextProbe)
+		st.NextProbeTime = &t
+	}
+	return st
 }
 
 // exportBacklog sets the sink's gauges.

@@ -77,6 +77,9 @@ type SubscriptionReconciler struct {
 	// Activity collects, per sink, the last delivery and error, for the sinks' status;
 	// nil gives the reconciler one of its own.
 	Activity *delivery.SinkActivity
+	// Breakers are the sinks' circuit breakers, shared with the sink reconciler that
+	// shows them; nil gives the reconciler its own.
+	Breakers *delivery.Breakers
 
 	lanes     *delivery.Lanes
 	deliverer *delivery.Deliverer
@@ -140,9 +143,12 @@ func (r *SubscriptionReconciler) planInput(ctx context.Context, sub *v1alpha1.Of
 	}
 	names := slices.Concat(in.Matching, in.Ledger.DeferredSinks)
 	for _, d := range sub.Status.Sinks {
-		names = append(names, d.Name)
+		names = append(names, d.TargetSink())
 	}
-	for _, name := range names {
+	// The list grows by each sink's dead-letter sink: a delivery failing in this plan
+	// starts its dead letter at once.
+	for i := 0; i < len(names); i++ {
+		name := names[i]
 		if _, read := in.Sinks[name]; read {
 			continue
 		}
@@ -150,8 +156,10 @@ func (r *SubscriptionReconciler) planInput(ctx context.Context, sub *v1alpha1.Of
 		err := r.Get(ctx, types.NamespacedName{Namespace: sub.Namespace, Name: name}, &sink)
 		switch {
 		case err == nil:
-			in.Sinks[name] = delivery.SinkState{Exists: true, Suspended: sink.Spec.Suspend,
-				MaxInFlight: delivery.MaxInFlight(sink.Spec.MaxInFlight)}
+			in.Sinks[name] = delivery.StateOf(&sink, r.Breakers.Circuit(delivery.SinkKey(&sink), sink.Spec.CircuitBreaker, in.Now))
+			if ref := sink.Spec.DeadLetterSinkRef; ref != nil {
+				names = append(names, ref.Name)
+			}
 		case apierrors.IsNotFound(err):
 			in.Sinks[name] = delivery.SinkState{}
 		default:

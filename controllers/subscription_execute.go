@@ -53,7 +53,7 @@ func (r *SubscriptionReconciler) startDeliveries(ctx context.Context, sub *v1alp
 		if !r.Ledger.Begin(event, d.Name, p.Status.LastHandledRetry, d.Attempts) {
 			continue
 		}
-		if !r.lanes.Start(r.deliverer.Job(ctx, event, d), sinks[d.Name].MaxInFlight) {
+		if !r.lanes.Start(r.deliverer.Job(ctx, event, d), sinks[d.TargetSink()].MaxInFlight) {
 			r.Ledger.Abandon(event, d.Name)
 			laneFull = true
 		}

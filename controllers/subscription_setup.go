@@ -10,7 +10,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
-	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"github.com/chat-operators/officialaccount-operator/api/v1alpha1"
@@ -27,12 +26,18 @@ func (r *SubscriptionReconciler) SetupWithManager(ctx context.Context, mgr ctrl.
 	if r.Activity == nil {
 		r.Activity = &delivery.SinkActivity{}
 	}
+	if r.Breakers == nil {
+		r.Breakers = &delivery.Breakers{}
+	}
+	r.Breakers.ProbeDue = r.wakeOneHeld
+	context.AfterFunc(ctx, r.Breakers.Stop)
 	r.sinksAsOf = &delivery.SinksAsOf{Reader: r.APIReader}
 	r.lanes = delivery.NewLanes(ctx.Done(), ctx)
 	r.deliverer = &delivery.Deliverer{
 		Cache:    r.Client,
 		Resolver: &delivery.Resolver{Cache: r.Client, APIReader: r.APIReader, Registry: r.Sinks},
 		Ledger:   r.Ledger, Activity: r.Activity, Recorder: r.Recorder, RecordDelivered: r.RecordDelivered, Now: r.Now,
+		Breakers: r.Breakers, Limits: &delivery.RateLimits{}, CircuitClosed: r.wakeWaiting,
 	}
 	for index, state := range map[string]v1alpha1.DeliveryState{pendingSinkIndex: v1alpha1.DeliveryPending, failedSinkIndex: v1alpha1.DeliveryFailed} {
 		if err := mgr.GetFieldIndexer().IndexField(ctx, &v1alpha1.OfficialAccountSubscription{}, index, sinksIn(state)); err != nil {
@@ -42,7 +47,7 @@ func (r *SubscriptionReconciler) SetupWithManager(ctx context.Context, mgr ctrl.
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&v1alpha1.OfficialAccountSubscription{}, builder.WithPredicates(
 			predicate.Or(predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
-		Watches(&v1alpha1.SubscriptionSink{}, handler.EnqueueRequestsFromMapFunc(r.subscriptionsWaitingFor)).
+		Watches(&v1alpha1.SubscriptionSink{}, r.sinkChanges(), builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		WatchesRawSource(source.Channel(r.lanes.Requeue, &handler.EnqueueRequestForObject{})).
 		WithOptions(controller.Options{MaxConcurrentReconciles: r.MaxConcurrentReconciles}).
 		Named("officialaccountsubscription").
@@ -55,17 +60,11 @@ func sinksIn(state v1alpha1.DeliveryState) client.IndexerFunc {
 		var names []string
 		for _, d := range obj.(*v1alpha1.OfficialAccountSubscription).Status.Sinks {
 			if d.State == state {
-				names = append(names, d.Name)
+				names = append(names, d.TargetSink())
 			}
 		}
 		return names
 	}
-}
-
-// subscriptionsWaitingFor maps a sink to the subscriptions still waiting to be delivered
-// to it.
-func (r *SubscriptionReconciler) subscriptionsWaitingFor(ctx context.Context, sink client.Object) []reconcile.Request {
-	return requestsFromIndex(ctx, r.Client, &v1alpha1.OfficialAccountSubscriptionList{}, sink, pendingSinkIndex)
 }
 
 // WaitForDeliveries waits, until the deadline at most, for the deliveries under way to end

@@ -23,7 +23,11 @@ type Deliverer struct {
 	Resolver *Resolver
 	Ledger   *Ledger
 	Activity *SinkActivity
-	Recorder events.EventRecorder
+	Breakers *Breakers
+	Limits   *RateLimits
+	// CircuitClosed wakes the deliveries a sink's circuit held, once it closes.
+	CircuitClosed func(sink types.NamespacedName)
+	Recorder      events.EventRecorder
 	// RecordDelivered records a Normal Event on each resource delivered to a sink. It is one
 	// more API write per delivery; failures are recorded whatever its value.
 	RecordDelivered bool
@@ -43,19 +47,23 @@ func (dl *Deliverer) now() time.Time {
 // not when it was queued: up to a lane's queue of deliveries may wait behind a hung one,
 // and meanwhile the sink may have been changed, suspended or deleted.
 func (dl *Deliverer) Job(ctx context.Context, event *v1alpha1.OfficialAccountSubscription, d v1alpha1.SinkDelivery) Job {
-	key := types.NamespacedName{Namespace: event.Namespace, Name: d.Name}
+	key := types.NamespacedName{Namespace: event.Namespace, Name: d.TargetSink()}
 	log := logf.FromContext(ctx)
+	letter := deadLetterOf(&event.Status, d)
 	return Job{
 		Sink:  key.String(),
 		Event: types.NamespacedName{Namespace: event.Namespace, Name: event.Name},
-		Run:   func(laneCtx context.Context) { dl.attempt(logf.IntoContext(laneCtx, log), event, d, key) },
-		Drop:  func() { dl.Ledger.Abandon(event, d.Name) },
+		Run: func(laneCtx context.Context) {
+			dl.attempt(sinks.WithDeadLetter(logf.IntoContext(laneCtx, log), letter), event, d, key)
+		},
+		Drop: func() { dl.Ledger.Abandon(event, d.Name) },
 	}
 }
 
 // attempt delivers the event to the sink once, unless the sink is suspended or gone by
-// now, and keeps the outcome for the reconcile that writes it. A delivery that makes no
-// attempt just ends: the reconcile its end queues sees the sink as it is.
+// now, or its circuit holds the delivery, and keeps the outcome for the reconcile that
+// writes it. A delivery that makes no attempt just ends: the reconcile its end queues sees
+// the sink as it is.
 func (dl *Deliverer) attempt(ctx context.Context, event *v1alpha1.OfficialAccountSubscription, d v1alpha1.SinkDelivery,
 	key types.NamespacedName) {
 	var sink v1alpha1.SubscriptionSink
@@ -63,27 +71,49 @@ func (dl *Deliverer) attempt(ctx context.Context, event *v1alpha1.OfficialAccoun
 		dl.Ledger.Abandon(event, d.Name)
 		return
 	}
-	target, err := dl.resolve(ctx, &sink)
+	admitted, probe := dl.Breakers.Admit(key.String(), sink.Spec.CircuitBreaker, dl.now())
+	if !admitted {
+		// The circuit opened while this delivery waited in the lane, or another is the
+		// probe: no attempt. The reconcile this queues holds it, with its give-up deadline.
+		dl.Ledger.Abandon(event, d.Name)
+		return
+	}
+	err := dl.Limits.Wait(ctx, key.String(), sink.Spec.RateLimit)
 	start := dl.now()
 	if err == nil {
-		err = target.Deliver(ctx, event)
-		deliveryDuration.WithLabelValues(key.String()).Observe(dl.now().Sub(start).Seconds())
+		err = dl.deliver(ctx, event, &sink)
 	}
 	if err != nil && ctx.Err() != nil {
 		// Cancelled: the lease was lost, or an orderly stop ran out of time. That is no
 		// attempt of the sink's; whoever leads next delivers it (at-least-once).
 		dl.Ledger.Abandon(event, d.Name)
+		if probe {
+			dl.Breakers.ProbeAbandoned(key.String())
+		}
 		return
 	}
 	dl.recordAttempt(ctx, event, &d, &sink, start, err)
 	dl.Ledger.Finish(event, d)
 	dl.Activity.record(key.String(), start, err)
+	dl.circuitChanged(&sink, dl.Breakers.Record(key.String(), sink.Spec.CircuitBreaker, probe, err, dl.now()))
 	// A sink deleted while this delivery used it leaves no built sink behind (a pool, a
 	// connection that would reconnect for ever): the sink reconciler forgets it when it
 	// sees the delete, and this does when the delete came first.
 	if err := dl.Cache.Get(ctx, key, &sink); apierrors.IsNotFound(err) {
 		dl.Resolver.Registry.Forget(key.String())
 	}
+}
+
+// deliver builds the sink, if it is not built yet, and makes the attempt.
+func (dl *Deliverer) deliver(ctx context.Context, event *v1alpha1.OfficialAccountSubscription, sink *v1alpha1.SubscriptionSink) error {
+	target, err := dl.resolve(ctx, sink)
+	if err != nil {
+		return err
+	}
+	start := dl.now()
+	err = target.Deliver(ctx, event)
+	deliveryDuration.WithLabelValues(SinkKey(sink)).Observe(dl.now().Sub(start).Seconds())
+	return err
 }
 
 // resolveTimeout bounds building a sink: the Secrets it names may be read from the API
@@ -107,20 +137,25 @@ func (dl *Deliverer) recordAttempt(ctx context.Context, sub *v1alpha1.OfficialAc
 		d.FirstAttemptTime = &attemptTime
 	}
 	d.NextAttemptTime = nil
-	sinkLabel := sub.Namespace + "/" + d.Name
-	logf.FromContext(ctx).V(1).Info("delivery attempt", "sink", d.Name, "attempt", d.Attempts, "error", errString(err))
+	sinkLabel := sub.Namespace + "/" + d.TargetSink()
+	logf.FromContext(ctx).V(1).Info("delivery attempt", "sink", d.TargetSink(), "delivery", d.Name, "attempt", d.Attempts,
+		"error", errString(err))
 	if err == nil {
 		d.State, d.DeliveredTime, d.LastError = v1alpha1.DeliveryDelivered, &attemptTime, ""
 		deliveriesTotal.WithLabelValues(sinkLabel, "delivered").Inc()
 		if dl.RecordDelivered {
 			dl.Recorder.Eventf(sub, sink, corev1.EventTypeNormal, v1alpha1.ReasonDelivered, "Deliver",
-				"delivered to sink %s on attempt %d", d.Name, d.Attempts)
+				"delivered to sink %s on attempt %d", d.TargetSink(), d.Attempts)
 		}
 		return
 	}
 	policy := retryPolicyOf(sink.Spec.Retry)
 	if sinks.IsPermanent(err) || policy.exhausted(d.Attempts, d.FirstAttemptTime.Time, at) {
-		giveUp(d, err.Error())
+		reason := v1alpha1.FailureRetriesExhausted
+		if sinks.IsPermanent(err) {
+			reason = v1alpha1.FailureRejected
+		}
+		giveUp(d, reason, err.Error())
 		dl.GaveUp(sub, *d)
 		return
 	}
@@ -135,9 +170,13 @@ func (dl *Deliverer) recordAttempt(ctx context.Context, sub *v1alpha1.OfficialAc
 
 // GaveUp counts a delivery that failed for good and records a Warning Event on its event.
 func (dl *Deliverer) GaveUp(sub *v1alpha1.OfficialAccountSubscription, d v1alpha1.SinkDelivery) {
-	deliveriesTotal.WithLabelValues(sub.Namespace+"/"+d.Name, "failed").Inc()
+	deliveriesTotal.WithLabelValues(sub.Namespace+"/"+d.TargetSink(), "failed").Inc()
+	what := "delivery"
+	if d.DeadLetterOf != "" {
+		what = "dead letter (for sink " + d.DeadLetterOf + ")"
+	}
 	dl.Recorder.Eventf(sub, nil, corev1.EventTypeWarning, v1alpha1.ReasonDeliveryFailed, "Deliver",
-		"delivery to sink %s failed: %s", d.Name, d.LastError)
+		"%s to sink %s failed: %s", what, d.TargetSink(), d.LastError)
 }
 
 func errString(err error) string {
@@ -145,4 +184,23 @@ func errString(err error) string {
 		return ""
 	}
 	return err.Error()
+}
+
+// circuitChanged tells of a circuit that opened or closed: an Event on the sink and, on
+// closing, the held deliveries woken at the pace of the sink's lane.
+func (dl *Deliverer) circuitChanged(sink *v1alpha1.SubscriptionSink, t Transition) {
+	key := SinkKey(sink)
+	switch t {
+	case Opened:
+		view := dl.Breakers.View(key)
+		dl.Recorder.Eventf(sink, nil, corev1.EventTypeWarning, v1alpha1.ReasonCircuitOpened, "Deliver",
+			"%d delivery attempts in a row failed (the last: %s); deliveries are held, and one probes the sink at %s",
+			breakerPolicyOf(sink.Spec.CircuitBreaker).threshold, view.LastError, view.NextProbe.UTC().Format(time.RFC3339))
+	case Closed:
+		dl.Recorder.Eventf(sink, nil, corev1.EventTypeNormal, v1alpha1.ReasonCircuitClosed, "Deliver",
+			"the sink answered a probe; its held deliveries resume")
+		if dl.CircuitClosed != nil {
+			dl.CircuitClosed(types.NamespacedName{Namespace: sink.Namespace, Name: sink.Name})
+		}
+	}
 }

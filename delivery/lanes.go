@@ -24,6 +24,9 @@ type Lanes struct {
 	mu      sync.Mutex
 	lanes   map[string]*lane // by sink, namespace/name
 	running sync.WaitGroup
+	// wakes are the paced wakes under way, by sink: the generation of the latest.
+	wakes          map[string]uint64
+	wakeGeneration uint64
 
 	// Requeue receives the events to reconcile again; nothing is sent once stopped closes.
 	Requeue chan event.TypedGenericEvent[client.Object]

@@ -187,6 +187,19 @@ func (l *Ledger) Begin(sub *v1alpha1.OfficialAccountSubscription, sink, round st
 	return true
 }
 
+// InFlight reports whether the event, by name, has a delivery to the sink running or
+// queued.
+func (l *Ledger) InFlight(key types.NamespacedName, sink string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	rec := l.events[key]
+	if rec == nil {
+		return false
+	}
+	_, busy := rec.inFlight[sink]
+	return busy
+}
+
 // Abandon ends a delivery that made no attempt (its lane was full, the term ended, its
 // sink was gone or suspended when its turn came).
 func (l *Ledger) Abandon(sub *v1alpha1.OfficialAccountSubscription, sink string) {

@@ -85,9 +85,14 @@ func MatchingSinkNames(all []v1alpha1.SubscriptionSink, sub *v1alpha1.OfficialAc
 // new round (they are returned as reset), a failed one whose sink is gone is dropped, and
 // every sink that matches the event now and is not listed is added. An event that matched
 // no sink, or whose sink was deleted, goes to the sinks that match it now; deliveries that
-// succeeded stay as they are.
+// succeeded stay as they are. Dead letters are dropped (and reset): their deliveries start
+// over, and a new failure sends a new one.
 func rematch(deliveries []v1alpha1.SinkDelivery, matching []string) (out []v1alpha1.SinkDelivery, reset []string) {
 	for _, d := range deliveries {
+		if d.DeadLetterOf != "" {
+			reset = append(reset, d.Name)
+			continue
+		}
 		if d.State == v1alpha1.DeliveryFailed {
 			if !slices.Contains(matching, d.Name) {
 				continue

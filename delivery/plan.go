@@ -23,8 +23,27 @@ const firstWriteDeferral = 30 * time.Second
 type SinkState struct {
 	Exists    bool
 	Suspended bool
+	// Held: the sink's circuit is open and no probe is due; its deliveries wait.
+	Held bool
+	// ProbeDue: the sink's circuit is open and its probe is due: a delivery starts whatever
+	// its own next attempt time.
+	ProbeDue bool
+	// GiveUpAfter is the sink's retry policy's, for failing a held delivery in time.
+	GiveUpAfter time.Duration
 	// MaxInFlight is the size of the sink's lane, for starting its deliveries.
 	MaxInFlight int
+	// DeadLetterSink is the sink its failed deliveries go to, if it names one.
+	DeadLetterSink string
+}
+
+// StateOf is what a plan needs of a sink the cache has, its circuit as it is now.
+func StateOf(sink *v1alpha1.SubscriptionSink, circuit CircuitGate) SinkState {
+	st := SinkState{Exists: true, Suspended: sink.Spec.Suspend, Held: circuit == Holding, ProbeDue: circuit == Probing,
+		GiveUpAfter: retryPolicyOf(sink.Spec.Retry).giveUpAfter, MaxInFlight: MaxInFlight(sink.Spec.MaxInFlight)}
+	if ref := sink.Spec.DeadLetterSinkRef; ref != nil {
+		st.DeadLetterSink = ref.Name
+	}
+	return st
 }
 
 // Settings are the operator's delivery settings a plan follows.
@@ -120,15 +139,21 @@ func Make(in Input) Plan {
 		// deliveries' outcomes of the earlier round do not.
 		applyOutcomes(st, in.Ledger.Outcomes)
 	}
-	underWay := p.dueDeliveries(st, in)
+	if !in.TermOver {
+		addDeadLetters(st, in.Sinks)
+	}
+	due := p.dueDeliveries(st, in)
+	if !in.TermOver && addDeadLetters(st, in.Sinks) {
+		due.lateDeadLetters = true // the deliveries this plan failed: their dead letters start at the next reconcile
+	}
 	Summarize(st, sub.Generation, StatusTime(in.Now))
 	p.Status = *st
 
 	if equality.Semantic.DeepEqual(&sub.Status, st) {
-		p.RequeueAfter = requeueAfter(st, underWay, in)
+		p.RequeueAfter = requeueAfter(st, due, in)
 		return p
 	}
-	if first && allUnderWay(st, underWay) {
+	if first && allUnderWay(st, due.underWay) {
 		since := in.Ledger.DeferredSince
 		if since.IsZero() {
 			since = in.Now
@@ -143,7 +168,7 @@ func Make(in Input) Plan {
 		return p
 	}
 	p.Write = true
-	p.RequeueAfter = requeueAfter(st, underWay, in)
+	p.RequeueAfter = requeueAfter(st, due, in)
 	return p
 }
 
@@ -180,13 +205,22 @@ func applyOutcomes(st *v1alpha1.OfficialAccountSubscriptionStatus, outcomes map[
 	}
 }
 
+// dueSet is what dueDeliveries found: the deliveries under way (in flight before, or
+// started now), and those an open circuit holds, with when each is to give up.
+type dueSet struct {
+	underWay map[string]bool
+	held     map[string]time.Time
+	// lateDeadLetters: dead letters were added after the due deliveries were started.
+	lateDeadLetters bool
+}
+
 // dueDeliveries decides, for each pending delivery whose time has come, whether it starts,
-// waits for its sink (suspended, or missing within the grace period) or fails; it returns
-// the deliveries under way, in flight before or started now.
-func (p *Plan) dueDeliveries(st *v1alpha1.OfficialAccountSubscriptionStatus, in Input) map[string]bool {
-	underWay := map[string]bool{}
+// waits for its sink (suspended, held by its open circuit, or missing within the grace
+// period) or fails.
+func (p *Plan) dueDeliveries(st *v1alpha1.OfficialAccountSubscriptionStatus, in Input) dueSet {
+	due := dueSet{underWay: map[string]bool{}, held: map[string]time.Time{}}
 	if in.TermOver {
-		return underWay
+		return due
 	}
 	for i := range st.Sinks {
 		d := &st.Sinks[i]
@@ -194,14 +228,19 @@ func (p *Plan) dueDeliveries(st *v1alpha1.OfficialAccountSubscriptionStatus, in 
 			continue
 		}
 		if in.Ledger.InFlight[d.Name] {
-			underWay[d.Name] = true
+			due.underWay[d.Name] = true
 			continue
 		}
-		due := d.NextAttemptTime == nil || !d.NextAttemptTime.After(in.Now) || d.SinkMissingSince != nil
-		if !due {
+		sink := in.Sinks[d.TargetSink()]
+		if sink.Exists && sink.Held && !sink.Suspended && d.SinkMissingSince == nil {
+			if deadline := p.holdDelivery(d, sink, in.Event.Spec.ReceivedTime.Time, in.Now); !deadline.IsZero() {
+				due.held[d.Name] = deadline
+			}
 			continue
 		}
-		sink := in.Sinks[d.Name]
+		if d.NextAttemptTime != nil && d.NextAttemptTime.After(in.Now) && d.SinkMissingSince == nil && !sink.ProbeDue {
+			continue
+		}
 		if !sink.Exists {
 			if awaitMissingSink(d, in.Now, in.SinkNotFoundGrace) {
 				p.GaveUp = append(p.GaveUp, *d)
@@ -214,12 +253,48 @@ func (p *Plan) dueDeliveries(st *v1alpha1.OfficialAccountSubscriptionStatus, in 
 		if sink.Suspended {
 			// No time of its own: the sink watch wakes the delivery when the sink resumes.
 			d.NextAttemptTime = nil
+			if d.SuspendedSince == nil && d.FirstAttemptTime != nil {
+				since := StatusTime(in.Now)
+				d.SuspendedSince = &since
+			}
 			continue
 		}
-		p.Start = append(p.Start, *d.DeepCopy())
-		underWay[d.Name] = true
+		p.Start = append(p.Start, resumed(*d.DeepCopy(), in.Now))
+		due.underWay[d.Name] = true
 	}
-	return underWay
+	return due
+}
+
+// holdDelivery leaves a delivery that its sink's open circuit holds as it is: no attempt,
+// no status write, no time of its own (the circuit's probe or closing wakes it), until its
+// round has run for the sink's giveUpAfter, the time held included (counted from the
+// event's receipt if it was never attempted, and without the time its sink was
+// suspended); then it fails. It returns when it is to give up, zero once it has.
+func (p *Plan) holdDelivery(d *v1alpha1.SinkDelivery, sink SinkState, received, now time.Time) time.Time {
+	first := received
+	if r := resumed(*d, now); r.FirstAttemptTime != nil {
+		first = r.FirstAttemptTime.Time
+	}
+	if deadline := first.Add(sink.GiveUpAfter); now.Before(deadline) {
+		return deadline
+	}
+	giveUp(d, v1alpha1.FailureRetriesExhausted, fmt.Sprintf("gave up after %s, its sink's circuit open; the last error: %s",
+		sink.GiveUpAfter, d.LastError))
+	p.GaveUp = append(p.GaveUp, *d)
+	return time.Time{}
+}
+
+// resumed is a delivery about to start again: the time its sink was suspended is taken
+// off its round, so that it does not count towards giveUpAfter.
+func resumed(d v1alpha1.SinkDelivery, now time.Time) v1alpha1.SinkDelivery {
+	if d.SuspendedSince != nil {
+		if d.FirstAttemptTime != nil {
+			shifted := StatusTime(d.FirstAttemptTime.Add(now.Sub(d.SuspendedSince.Time)))
+			d.FirstAttemptTime = &shifted
+		}
+		d.SuspendedSince = nil
+	}
+	return d
 }
 
 // awaitMissingSink gives a delivery whose sink does not exist a grace period in which a
@@ -232,19 +307,21 @@ func awaitMissingSink(d *v1alpha1.SinkDelivery, now time.Time, grace time.Durati
 	}
 	deadline := d.SinkMissingSince.Add(grace)
 	if !now.Before(deadline) {
-		giveUp(d, fmt.Sprintf("SubscriptionSink %q does not exist, and none of that name came back within %s", d.Name, grace))
+		giveUp(d, v1alpha1.FailureSinkNotFound, fmt.Sprintf("SubscriptionSink %q does not exist, and none of that name came back within %s",
+			d.TargetSink(), grace))
 		return true
 	}
 	next := metav1Later(deadline)
 	d.NextAttemptTime = &next
 	d.LastError = fmt.Sprintf("SubscriptionSink %q does not exist; waiting until %s for a sink of that name",
-		d.Name, next.UTC().Format(time.RFC3339))
+		d.TargetSink(), next.UTC().Format(time.RFC3339))
 	return false
 }
 
-// giveUp fails a delivery for good, until the retry annotation starts it over.
-func giveUp(d *v1alpha1.SinkDelivery, reason string) {
-	d.State, d.NextAttemptTime, d.LastError = v1alpha1.DeliveryFailed, nil, truncate(reason)
+// giveUp fails a delivery for good, until the retry annotation starts it over; reason is
+// one of the v1alpha1.Failure reasons, message the error.
+func giveUp(d *v1alpha1.SinkDelivery, reason, message string) {
+	d.State, d.NextAttemptTime, d.LastError, d.FailureReason = v1alpha1.DeliveryFailed, nil, truncate(message), reason
 }
 
 // allUnderWay reports whether every pending delivery is under way, and at least one is.
@@ -257,9 +334,10 @@ func allUnderWay(st *v1alpha1.OfficialAccountSubscriptionStatus, underWay map[st
 	return len(underWay) > 0
 }
 
-// requeueAfter is the time until the soonest due attempt or retention deadline. Deliveries
-// under way are left out: their end queues the event again.
-func requeueAfter(st *v1alpha1.OfficialAccountSubscriptionStatus, underWay map[string]bool, in Input) time.Duration {
+// requeueAfter is the time until the soonest due attempt, give-up deadline of a held
+// delivery, or retention deadline. Deliveries under way are left out: their end queues the
+// event again; so are held deliveries' attempt times: the circuit wakes them.
+func requeueAfter(st *v1alpha1.OfficialAccountSubscriptionStatus, due dueSet, in Input) time.Duration {
 	var soonest time.Time
 	consider := func(t time.Time) {
 		if soonest.IsZero() || t.Before(soonest) {
@@ -267,12 +345,20 @@ func requeueAfter(st *v1alpha1.OfficialAccountSubscriptionStatus, underWay map[s
 		}
 	}
 	for _, d := range st.Sinks {
-		if d.State == v1alpha1.DeliveryPending && d.NextAttemptTime != nil && !underWay[d.Name] {
+		if d.State != v1alpha1.DeliveryPending || due.underWay[d.Name] {
+			continue
+		}
+		if deadline, held := due.held[d.Name]; held {
+			consider(deadline)
+		} else if d.NextAttemptTime != nil {
 			consider(d.NextAttemptTime.Time)
 		}
 	}
 	if deadline, ok := retentionDeadline(st, in.DeliveredRetention, in.FailedRetention); ok {
 		consider(deadline)
+	}
+	if due.lateDeadLetters {
+		consider(in.Now)
 	}
 	if soonest.IsZero() {
 		return 0

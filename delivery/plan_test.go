@@ -18,6 +18,7 @@ var planNow = time.Date(2026, 12, 2, 12, 0, 0, 0, time.UTC)
 func stored(round string, deliveries ...v1alpha1.SinkDelivery) *v1alpha1.OfficialAccountSubscription {
 	sub := &v1alpha1.OfficialAccountSubscription{ObjectMeta: metav1.ObjectMeta{Namespace: "events", Name: "oasub-1", UID: "u1",
 		Generation: 1, ResourceVersion: "10"}}
+	sub.Spec.ReceivedTime = metav1.NewTime(planNow.Add(-time.Minute))
 	sub.Status.Sinks = deliveries
 	sub.Status.LastHandledRetry = round
 	if round != "" {
@@ -29,7 +30,8 @@ func stored(round string, deliveries ...v1alpha1.SinkDelivery) *v1alpha1.Officia
 
 func fresh() *v1alpha1.OfficialAccountSubscription {
 	return &v1alpha1.OfficialAccountSubscription{ObjectMeta: metav1.ObjectMeta{Namespace: "events", Name: "oasub-1", UID: "u1",
-		Generation: 1, ResourceVersion: "9"}}
+		Generation: 1, ResourceVersion: "9"},
+		Spec: v1alpha1.OfficialAccountSubscriptionSpec{ReceivedTime: metav1.NewTime(planNow)}}
 }
 
 func withRetry(sub *v1alpha1.OfficialAccountSubscription, value string) *v1alpha1.OfficialAccountSubscription {
@@ -56,6 +58,23 @@ func retryingAt(name string, attempts int32, next time.Time) v1alpha1.SinkDelive
 }
 
 var bothSinks = map[string]SinkState{"a": {Exists: true}, "b": {Exists: true}}
+
+// lettering: sink a sends its failed deliveries to sink dl.
+var lettering = map[string]SinkState{"a": {Exists: true, DeadLetterSink: "dl"}, "dl": {Exists: true}}
+
+func deadLetter(state v1alpha1.DeliveryState) v1alpha1.SinkDelivery {
+	return v1alpha1.SinkDelivery{Name: "a/deadletter", State: state, DeadLetterOf: "a", DeadLetterSink: "dl", Attempts: 1}
+}
+
+// heldSink is a sink whose open circuit holds its deliveries, giving up after an hour.
+var heldSink = map[string]SinkState{"a": {Exists: true, Held: true, GiveUpAfter: time.Hour}}
+
+// since sets the delivery's round to have begun at first.
+func since(d v1alpha1.SinkDelivery, first time.Time) v1alpha1.SinkDelivery {
+	t := metav1.NewTime(first)
+	d.FirstAttemptTime = &t
+	return d
+}
 
 func TestMake(t *testing.T) {
 	type want struct {
@@ -105,6 +124,39 @@ func TestMake(t *testing.T) {
 		{name: "a suspended sink's delivery waits without a time",
 			in:   Input{Event: stored("", retryingAt("a", 2, planNow)), Sinks: map[string]SinkState{"a": {Exists: true, Suspended: true}}},
 			want: want{write: true, states: map[string]v1alpha1.DeliveryState{"a": "Pending"}}},
+		{name: "a delivery its sink's open circuit holds makes no attempt and no write, its time past or not",
+			in:   Input{Event: stored("", since(retryingAt("a", 5, planNow.Add(-time.Minute)), planNow.Add(-time.Minute))), Sinks: heldSink},
+			want: want{states: map[string]v1alpha1.DeliveryState{"a": "Pending"}}},
+		{name: "when its sink's probe is due, a delivery starts whatever its own next attempt time",
+			in: Input{Event: stored("", since(retryingAt("a", 5, planNow.Add(time.Minute)), planNow.Add(-time.Minute))),
+				Sinks: map[string]SinkState{"a": {Exists: true, ProbeDue: true, GiveUpAfter: time.Hour}}},
+			want: want{start: []string{"a"}, states: map[string]v1alpha1.DeliveryState{"a": "Pending"}}},
+		{name: "a held delivery whose round ran past giveUpAfter fails",
+			in:   Input{Event: stored("", since(retryingAt("a", 5, planNow), planNow.Add(-time.Hour))), Sinks: heldSink},
+			want: want{write: true, readyReason: v1alpha1.ReasonDeliveryFailed, states: map[string]v1alpha1.DeliveryState{"a": "Failed"}}},
+		{name: "a new event whose sink's circuit is open is written at once, pending, and not started",
+			in:   Input{Event: fresh(), Matching: []string{"a"}, Sinks: heldSink},
+			want: want{write: true, readyReason: v1alpha1.ReasonDelivering, states: map[string]v1alpha1.DeliveryState{"a": "Pending"}}},
+		{name: "a failed delivery whose sink names a dead-letter sink gets its dead letter, started",
+			in: Input{Event: stored("", failedAt("a", 1)), Sinks: lettering},
+			want: want{start: []string{"a/deadletter"}, write: true, readyReason: v1alpha1.ReasonDelivering,
+				states: map[string]v1alpha1.DeliveryState{"a": "Failed", "a/deadletter": "Pending"}}},
+		{name: "an attempt that failed the delivery starts its dead letter in the same plan",
+			in: Input{Event: stored("", pendingTo("a")), Sinks: lettering,
+				Ledger: View{Outcomes: map[string]Outcome{"a": {Delivery: failedAt("a", 1)}}}},
+			want: want{start: []string{"a/deadletter"}, write: true, states: map[string]v1alpha1.DeliveryState{"a": "Failed", "a/deadletter": "Pending"}}},
+		{name: "a dead letter delivered makes the event Ready, DeadLettered",
+			in: Input{Event: stored("", failedAt("a", 1), deadLetter(v1alpha1.DeliveryDelivered)), Sinks: lettering,
+				Settings: Settings{DeliveredRetention: time.Hour}},
+			want: want{readyReason: v1alpha1.ReasonDeadLettered, states: map[string]v1alpha1.DeliveryState{"a": "Failed", "a/deadletter": "Delivered"}}},
+		{name: "a dead letter that failed is not dead-lettered again, and the event is failed",
+			in: Input{Event: stored("", failedAt("a", 1), deadLetter(v1alpha1.DeliveryFailed)),
+				Sinks: map[string]SinkState{"a": {Exists: true, DeadLetterSink: "dl"}, "dl": {Exists: true, DeadLetterSink: "other"}}},
+			want: want{readyReason: v1alpha1.ReasonDeliveryFailed, states: map[string]v1alpha1.DeliveryState{"a": "Failed", "a/deadletter": "Failed"}}},
+		{name: "the retry annotation drops the dead letter and starts the delivery over",
+			in: Input{Event: withRetry(stored("", failedAt("a", 1), deadLetter(v1alpha1.DeliveryDelivered)), "r1"), Matching: []string{"a"},
+				Sinks: lettering, Settings: Settings{DeliveredRetention: time.Hour}},
+			want: want{start: []string{"a"}, reset: []string{"a", "a/deadletter"}, write: true, states: map[string]v1alpha1.DeliveryState{"a": "Pending"}}},
 		{name: "a missing sink's delivery waits for one of its name",
 			in:   Input{Event: stored("", pendingTo("a")), Settings: Settings{SinkNotFoundGrace: time.Minute}},
 			want: want{write: true, readyReason: v1alpha1.ReasonSinkNotFound, states: map[string]v1alpha1.DeliveryState{"a": "Pending"}}},
@@ -188,5 +240,46 @@ func TestMakeRequeuesForTheSoonestRetry(t *testing.T) {
 		Sinks: bothSinks, Now: planNow}
 	if got := Make(in).RequeueAfter; got != time.Second {
 		t.Fatalf("RequeueAfter %v, want 1s", got)
+	}
+}
+
+// A held delivery has no time of its own: it comes back only to give up, at its round's
+// giveUpAfter (from its receipt if it was never attempted); the circuit's probe or closing
+// wakes it before that.
+func TestMakeWakesAHeldDeliveryOnlyToGiveUp(t *testing.T) {
+	in := Input{Event: stored("", since(retryingAt("a", 5, planNow.Add(-time.Minute)), planNow.Add(-time.Minute))),
+		Sinks: heldSink, Now: planNow}
+	if got := Make(in).RequeueAfter; got != 59*time.Minute {
+		t.Fatalf("RequeueAfter %v, want 59m (the give-up deadline)", got)
+	}
+	in.Event = stored("", pendingTo("a")) // received a minute ago, never attempted
+	if got := Make(in).RequeueAfter; got != 59*time.Minute {
+		t.Fatalf("RequeueAfter %v for a held delivery never attempted, want 59m (giveUpAfter from its receipt)", got)
+	}
+}
+
+// The time a sink was suspended does not count towards giveUpAfter: a delivery that finds
+// its sink suspended notes when, and starts again with its round moved on by that long.
+func TestMakeDoesNotCountSuspendedTimeTowardsGiveUp(t *testing.T) {
+	first := planNow.Add(-2 * time.Hour)
+	suspended := Make(Input{Event: stored("", since(retryingAt("a", 3, planNow), first)),
+		Sinks: map[string]SinkState{"a": {Exists: true, Suspended: true}}, Now: planNow})
+	d := suspended.Status.Sinks[0]
+	if !suspended.Write || d.SuspendedSince == nil || !d.SuspendedSince.Time.Equal(planNow) || d.NextAttemptTime != nil {
+		t.Fatalf("suspended: write %v, delivery %+v; want it written with suspendedSince now and no next attempt", suspended.Write, d)
+	}
+
+	resumedAt := planNow.Add(90 * time.Minute)
+	event := stored("", d)
+	resumed := Make(Input{Event: event, Sinks: bothSinks, Now: resumedAt})
+	if len(resumed.Start) != 1 {
+		t.Fatalf("resumed: started %v, want the delivery", startedNames(resumed))
+	}
+	started := resumed.Start[0]
+	if want := first.Add(90 * time.Minute); started.SuspendedSince != nil || !started.FirstAttemptTime.Time.Equal(want) {
+		t.Fatalf("resumed: the delivery starts with first attempt %v, suspendedSince %v; want %v and none", started.FirstAttemptTime, started.SuspendedSince, want)
+	}
+	if resumed.Write {
+		t.Fatal("resuming wrote the status: the attempt's outcome records the moved round")
 	}
 }

@@ -15,7 +15,11 @@ import (
 func Summarize(st *v1alpha1.OfficialAccountSubscriptionStatus, generation int64, now metav1.Time) {
 	st.ObservedGeneration = generation
 	pending, retrying, failed, missing := 0, 0, []v1alpha1.SinkDelivery{}, []v1alpha1.SinkDelivery{}
+	sinks, letters := 0, 0 // deliveries to the sinks matched, and those of them dead-lettered
 	for _, d := range st.Sinks {
+		if d.DeadLetterOf == "" {
+			sinks++
+		}
 		switch d.State {
 		case v1alpha1.DeliveryPending:
 			pending++
@@ -25,7 +29,14 @@ func Summarize(st *v1alpha1.OfficialAccountSubscriptionStatus, generation int64,
 				retrying++
 			}
 		case v1alpha1.DeliveryFailed:
-			failed = append(failed, d)
+			switch {
+			case d.DeadLetterOf != "": // the delivery it stands for stays failed, and says so
+			case deadLetterState(st, d.Name) == v1alpha1.DeliveryDelivered:
+				letters++
+			case deadLetterState(st, d.Name) == v1alpha1.DeliveryPending: // counted as pending
+			default:
+				failed = append(failed, d)
+			}
 		}
 	}
 
@@ -45,9 +56,13 @@ func Summarize(st *v1alpha1.OfficialAccountSubscriptionStatus, generation int64,
 	case pending > 0:
 		ready.Status, ready.Reason = metav1.ConditionFalse, v1alpha1.ReasonDelivering
 		ready.Message = fmt.Sprintf("%d of %d deliveries pending", pending, len(st.Sinks))
+	case letters > 0:
+		ready.Status, ready.Reason = metav1.ConditionTrue, v1alpha1.ReasonDeadLettered
+		ready.Message = fmt.Sprintf("delivered to %d of %d sink(s); the %d failed one(s) delivered to their dead-letter sink",
+			sinks-letters, sinks, letters)
 	default:
 		ready.Status, ready.Reason = metav1.ConditionTrue, v1alpha1.ReasonDelivered
-		ready.Message = fmt.Sprintf("delivered to %d sink(s)", len(st.Sinks))
+		ready.Message = fmt.Sprintf("delivered to %d sink(s)", sinks)
 	}
 	meta.SetStatusCondition(&st.Conditions, ready)
 

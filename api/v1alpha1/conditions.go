@@ -24,4 +24,12 @@ const (
 	ReasonInvalidConfig    = "InvalidConfiguration"
 	ReasonCheckFailed      = "CheckFailed"
 	ReasonDeliveryErrors   = "DeliveryErrors"
+	ReasonCircuitOpen      = "CircuitOpen"
+	ReasonDeadLettered     = "DeadLettered"
+
+	ReasonDeadLetterSinkNotFound = "DeadLetterSinkNotFound"
+
+	// Event reasons of a sink's circuit breaker.
+	ReasonCircuitOpened = "CircuitOpened"
+	ReasonCircuitClosed = "CircuitClosed"
 )

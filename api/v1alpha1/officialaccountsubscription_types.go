@@ -160,6 +160,25 @@ const (
 	DeliveryFailed    DeliveryState = "Failed"
 )
 
+// Why a delivery failed (SinkDelivery.FailureReason).
+const (
+	FailureRejected         = "Rejected"
+	FailureRetriesExhausted = "RetriesExhausted"
+	FailureSinkNotFound     = "SinkNotFound"
+)
+
+// TargetSink is the SubscriptionSink the delivery goes to: its name, or, for a dead
+// letter, the dead-letter sink.
+func (d *SinkDelivery) TargetSink() string {
+	if d.DeadLetterSink != "" {
+		return d.DeadLetterSink
+	}
+	return d.Name
+}
+
+// DeadLetterName is the name of the entry that dead-letters the delivery to that sink.
+func DeadLetterName(sink string) string { return sink + "/deadletter" }
+
 // SinkDelivery is the delivery of this event to one SubscriptionSink.
 type SinkDelivery struct {
 	// Name of the SubscriptionSink in the resource's namespace.
@@ -196,6 +215,26 @@ type SinkDelivery struct {
 	// Argo CD, say), then fails.
 	// +optional
 	SinkMissingSince *metav1.Time `json:"sinkMissingSince,omitempty"`
+
+	// FailureReason says why a Failed delivery failed: Rejected (the sink refused the
+	// event), RetriesExhausted (maxAttempts or giveUpAfter) or SinkNotFound.
+	// +optional
+	FailureReason string `json:"failureReason,omitempty"`
+
+	// DeadLetterOf is set on a dead letter: the entry that delivers, to DeadLetterSink,
+	// the event whose delivery to the sink it names failed. Its name is that sink's
+	// followed by "/deadletter".
+	// +optional
+	DeadLetterOf string `json:"deadLetterOf,omitempty"`
+
+	// DeadLetterSink is the SubscriptionSink a dead letter goes to.
+	// +optional
+	DeadLetterSink string `json:"deadLetterSink,omitempty"`
+
+	// SuspendedSince is when the delivery found its sink suspended. The time from then
+	// until the delivery starts again does not count towards the sink's giveUpAfter.
+	// +optional
+	SuspendedSince *metav1.Time `json:"suspendedSince,omitempty"`
 }
 
 // OfficialAccountSubscriptionStatus is the event's delivery.

@@ -59,6 +59,66 @@ type SubscriptionSinkSpec struct {
 	// +kubebuilder:validation:Maximum=256
 	// +optional
 	MaxInFlight *int32 `json:"maxInFlight,omitempty"`
+
+	// CircuitBreaker stops deliveries to a sink that keeps failing, so that an outage
+	// costs a probe now and then instead of an attempt and a status write per pending
+	// event. It is on by default.
+	// +optional
+	CircuitBreaker CircuitBreaker `json:"circuitBreaker,omitempty"`
+
+	// RateLimit caps how many deliveries to this sink start per second, also while a
+	// backlog drains after an outage. Default: no limit.
+	// +optional
+	RateLimit *RateLimit `json:"rateLimit,omitempty"`
+
+	// DeadLetterSinkRef names another SubscriptionSink of this namespace that receives,
+	// once, each event whose delivery to this sink failed, with what went wrong. One hop
+	// only: the dead-letter sink's own failures are not dead-lettered again.
+	// +optional
+	DeadLetterSinkRef *SinkReference `json:"deadLetterSinkRef,omitempty"`
+}
+
+// SinkReference names a SubscriptionSink of the same namespace.
+type SinkReference struct {
+	// +kubebuilder:validation:MinLength=1
+	Name string `json:"name"`
+}
+
+// CircuitBreaker opens a sink's circuit after ConsecutiveFailures attempts in a row failed
+// for the sink's reasons (connection errors, timeouts, refused credentials, 408, 425, 429,
+// 5xx; not an event's rejection), with no success between. While it is open, one pending
+// delivery is attempted every ProbeInterval, the interval doubling after each failed probe
+// up to MaxProbeInterval, and no other delivery to the sink is attempted; a probe that the
+// sink answers closes it.
+type CircuitBreaker struct {
+	// ConsecutiveFailures that open the circuit; 0 turns the breaker off. Default 5.
+	// +kubebuilder:default=5
+	// +kubebuilder:validation:Minimum=0
+	// +optional
+	ConsecutiveFailures *int32 `json:"consecutiveFailures,omitempty"`
+
+	// ProbeInterval is the wait before the first probe of an open circuit. Default 30s.
+	// +kubebuilder:default="30s"
+	// +optional
+	ProbeInterval *metav1.Duration `json:"probeInterval,omitempty"`
+
+	// MaxProbeInterval caps the doubling wait between probes. Default 5m.
+	// +kubebuilder:default="5m"
+	// +optional
+	MaxProbeInterval *metav1.Duration `json:"maxProbeInterval,omitempty"`
+}
+
+// RateLimit is a token bucket: PerSecond deliveries start per second on average, Burst at
+// once at most.
+type RateLimit struct {
+	// PerSecond is how many deliveries may start per second.
+	// +kubebuilder:validation:Minimum=1
+	PerSecond int32 `json:"perSecond"`
+
+	// Burst is how many may start at once; default PerSecond.
+	// +kubebuilder:validation:Minimum=1
+	// +optional
+	Burst *int32 `json:"burst,omitempty"`
 }
 
 // HTTPFormat is how an event is encoded in the request.
@@ -206,10 +266,15 @@ type SubscriptionSinkStatus struct {
 	// +optional
 	Retrying int32 `json:"retrying"`
 
-	// Failed is how many stored events gave up on this sink.
+	// Failed is how many stored events gave up on this sink, and were not dead-lettered.
 	// +kubebuilder:default=0
 	// +optional
 	Failed int32 `json:"failed"`
+
+	// DeadLettered is how many stored events gave up on this sink and were delivered to
+	// its dead-letter sink.
+	// +optional
+	DeadLettered int32 `json:"deadLettered,omitempty"`
 
 	// OldestPendingTime is when the oldest pending event was received.
 	// +optional
@@ -225,6 +290,36 @@ type SubscriptionSinkStatus struct {
 
 	// +optional
 	LastErrorTime *metav1.Time `json:"lastErrorTime,omitempty"`
+
+	// Circuit is the state of the sink's circuit breaker, while this replica leads.
+	// +optional
+	Circuit *CircuitStatus `json:"circuit,omitempty"`
+}
+
+// CircuitState is Closed (deliveries flow) or Open (only probes are attempted).
+// +kubebuilder:validation:Enum=Closed;Open
+type CircuitState string
+
+const (
+	CircuitClosed CircuitState = "Closed"
+	CircuitOpen   CircuitState = "Open"
+)
+
+// CircuitStatus is a sink's circuit breaker as the leader has it.
+type CircuitStatus struct {
+	State CircuitState `json:"state"`
+
+	// OpenedTime is when the circuit last opened.
+	// +optional
+	OpenedTime *metav1.Time `json:"openedTime,omitempty"`
+
+	// NextProbeTime is when an open circuit's next probe is due.
+	// +optional
+	NextProbeTime *metav1.Time `json:"nextProbeTime,omitempty"`
+
+	// Trips is how many times the circuit opened since this replica began to lead.
+	// +optional
+	Trips int32 `json:"trips,omitempty"`
 }
 
 // SubscriptionSink is a downstream system that receives the
@@ -239,8 +334,10 @@ type SubscriptionSinkStatus struct {
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`
 // +kubebuilder:printcolumn:name="Suspended",type=boolean,JSONPath=`.spec.suspend`
+// +kubebuilder:printcolumn:name="Circuit",type=string,JSONPath=`.status.circuit.state`,priority=1
 // +kubebuilder:printcolumn:name="URL",type=string,JSONPath=`.spec.http.url`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+// +kubebuilder:validation:XValidation:rule="!has(self.spec.deadLetterSinkRef) || self.spec.deadLetterSinkRef.name != self.metadata.name",message="a sink cannot be its own dead-letter sink"
 type SubscriptionSink struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`

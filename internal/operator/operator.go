@@ -112,6 +112,7 @@ func NewScheme() *runtime.Scheme {
 func SetupControllers(ctx context.Context, mgr ctrl.Manager, cfg Config, registry *sinks.Registry,
 	ingest controllers.StoreActivity, ledger *delivery.Ledger) (*controllers.SubscriptionReconciler, error) {
 	activity := &delivery.SinkActivity{}
+	breakers := &delivery.Breakers{}
 	subscriptions := &controllers.SubscriptionReconciler{
 		Client:    mgr.GetClient(),
 		APIReader: mgr.GetAPIReader(),
@@ -125,6 +126,7 @@ func SetupControllers(ctx context.Context, mgr ctrl.Manager, cfg Config, registr
 		YieldMaxWait:            cfg.DeliveryYieldMaxWait,
 		Ledger:                  ledger,
 		Activity:                activity,
+		Breakers:                breakers,
 	}
 	if err := subscriptions.SetupWithManager(ctx, mgr); err != nil {
 		return nil, fmt.Errorf("setting up the subscription reconciler: %w", err)
@@ -132,7 +134,8 @@ func SetupControllers(ctx context.Context, mgr ctrl.Manager, cfg Config, registr
 	if err := mgr.Add(&controllers.BacklogPublisher{Cache: mgr.GetCache(), Client: mgr.GetClient(), Namespace: cfg.Webhook.Namespace}); err != nil {
 		return nil, err
 	}
-	if err := (&controllers.SinkReconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Sinks: registry, Activity: activity}).SetupWithManager(ctx, mgr); err != nil {
+	if err := (&controllers.SinkReconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Sinks: registry, Activity: activity,
+		Breakers: breakers}).SetupWithManager(ctx, mgr); err != nil {
 		return nil, fmt.Errorf("setting up the sink reconciler: %w", err)
 	}
 	resyncs := &resync.Reconciler{

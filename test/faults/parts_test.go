@@ -180,6 +180,7 @@ type endpoint struct {
 	received map[string]int  // ce-id -> deliveries answered
 	begun    map[string]bool // ce-id of every delivery begun
 	subs     map[string]bool
+	arrivals []time.Time // when each request came
 }
 
 func newEndpoint() *endpoint {
@@ -205,6 +206,7 @@ func (e *endpoint) serve(ln net.Listener) {
 func (e *endpoint) handle(w http.ResponseWriter, r *http.Request) {
 	e.mu.Lock()
 	e.begun[r.Header.Get("ce-id")] = true
+	e.arrivals = append(e.arrivals, time.Now())
 	e.mu.Unlock()
 	time.Sleep(time.Duration(e.delay.Load()))
 	body, _ := io.ReadAll(r.Body)
@@ -265,6 +267,24 @@ func (e *endpoint) deliveries() (total int, duplicates int) {
 		duplicates += n - 1
 	}
 	return total, duplicates
+}
+
+// mostInOneSecond is the largest number of requests that came within any one second, and
+// the time from the first request to the last.
+func (e *endpoint) mostInOneSecond() (most int, span time.Duration) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	first := 0
+	for last, at := range e.arrivals {
+		for at.Sub(e.arrivals[first]) >= time.Second {
+			first++
+		}
+		most = max(most, last-first+1)
+	}
+	if n := len(e.arrivals); n > 0 {
+		span = e.arrivals[n-1].Sub(e.arrivals[0])
+	}
+	return most, span
 }
 
 // begunIDs are the events whose delivery the endpoint has begun to receive.

@@ -208,6 +208,21 @@ func (p *operatorProcess) rssMiB() float64 {
 	return 0
 }
 
+// cpuSeconds is the CPU time the process has used so far, user and system.
+func (p *operatorProcess) cpuSeconds() float64 {
+	GinkgoHelper()
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.cmd.Process.Pid))
+	Expect(err).NotTo(HaveOccurred())
+	// The fields after the command name, which is in parentheses and may hold spaces:
+	// utime and stime are the 12th and 13th, in clock ticks (100 a second on Linux).
+	fields := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+2:]))
+	utime, err := strconv.ParseFloat(fields[11], 64)
+	Expect(err).NotTo(HaveOccurred())
+	stime, err := strconv.ParseFloat(fields[12], 64)
+	Expect(err).NotTo(HaveOccurred())
+	return (utime + stime) / 100
+}
+
 // leaseHolder is who holds the namespace's Lease ("" when none).
 func leaseHolder(namespace string) string {
 	var lease coordinationv1.Lease

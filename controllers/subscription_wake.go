@@ -1,0 +1,96 @@
+package controllers
+
+import (
+	"context"
+	"strings"
+	"time"
+
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/workqueue"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	"github.com/chat-operators/officialaccount-operator/api/v1alpha1"
+	"github.com/chat-operators/officialaccount-operator/delivery"
+)
+
+// wakeListTimeout bounds listing a sink's waiting events from the cache.
+const wakeListTimeout = 10 * time.Second
+
+// sinkChanges handles a sink's creation, deletion and spec changes (the watch's predicate
+// passes nothing else: a sink's status writes wake no event). The events waiting for the
+// sink are woken at the pace of its lane, not put in the work queue all at once; a spec
+// change also closes the sink's circuit, since its configuration deserves a new chance.
+func (r *SubscriptionReconciler) sinkChanges() handler.TypedEventHandler[client.Object, reconcile.Request] {
+	type queue = workqueue.TypedRateLimitingInterface[reconcile.Request]
+	return handler.Funcs{
+		CreateFunc: func(_ context.Context, e event.CreateEvent, _ queue) {
+			r.wakeWaiting(client.ObjectKeyFromObject(e.Object))
+		},
+		UpdateFunc: func(_ context.Context, e event.UpdateEvent, _ queue) {
+			key := client.ObjectKeyFromObject(e.ObjectNew)
+			r.Breakers.Reset(key.String())
+			r.wakeWaiting(key)
+		},
+		DeleteFunc: func(_ context.Context, e event.DeleteEvent, _ queue) {
+			key := client.ObjectKeyFromObject(e.Object)
+			r.Breakers.Forget(key.String())
+			r.deliverer.Limits.Forget(key.String())
+			r.wakeWaiting(key)
+		},
+	}
+}
+
+// wakeWaiting reconciles again, at the pace of the sink's lane, the events still waiting
+// to be delivered to it.
+func (r *SubscriptionReconciler) wakeWaiting(sink types.NamespacedName) {
+	events := r.eventsWaitingFor(sink)
+	limit := delivery.MaxInFlight(nil)
+	var s v1alpha1.SubscriptionSink
+	if err := r.Get(context.Background(), sink, &s); err == nil {
+		limit = delivery.MaxInFlight(s.Spec.MaxInFlight)
+	}
+	r.lanes.WakePaced(sink.String(), events, limit)
+}
+
+// wakeOneHeld reconciles one held delivery of the sink, whose circuit's probe is due: its
+// plan starts it whatever its own next attempt time, and the breaker admits it as the probe.
+func (r *SubscriptionReconciler) wakeOneHeld(sink string) {
+	ns, name, _ := strings.Cut(sink, "/")
+	for _, sub := range r.listWaitingFor(types.NamespacedName{Namespace: ns, Name: name}) {
+		key := types.NamespacedName{Namespace: ns, Name: sub.Name}
+		for _, d := range sub.Status.Sinks {
+			if d.State == v1alpha1.DeliveryPending && d.TargetSink() == name && !r.Ledger.InFlight(key, d.Name) {
+				r.lanes.ReconcileAgain(key)
+				return
+			}
+		}
+	}
+}
+
+// eventsWaitingFor names the events whose delivery to the sink is pending.
+func (r *SubscriptionReconciler) eventsWaitingFor(sink types.NamespacedName) []types.NamespacedName {
+	waiting := r.listWaitingFor(sink)
+	keys := make([]types.NamespacedName, len(waiting))
+	for i := range waiting {
+		keys[i] = types.NamespacedName{Namespace: waiting[i].Namespace, Name: waiting[i].Name}
+	}
+	return keys
+}
+
+// listWaitingFor lists the events whose delivery to the sink is pending, from the cache's
+// index, without copying them: they are the cache's own, to read and not to change.
+func (r *SubscriptionReconciler) listWaitingFor(sink types.NamespacedName) []v1alpha1.OfficialAccountSubscription {
+	ctx, cancel := context.WithTimeout(context.Background(), wakeListTimeout)
+	defer cancel()
+	var list v1alpha1.OfficialAccountSubscriptionList
+	if err := r.List(ctx, &list, client.InNamespace(sink.Namespace), client.MatchingFields{pendingSinkIndex: sink.Name},
+		client.UnsafeDisableDeepCopy); err != nil {
+		logf.FromContext(ctx).Error(err, "listing the events waiting for a sink", "sink", sink.String())
+		return nil
+	}
+	return list.Items
+}
