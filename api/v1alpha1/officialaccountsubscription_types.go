@@ -279,6 +279,10 @@ type OfficialAccountSubscriptionStatus struct {
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+// +kubebuilder:selectablefield:JSONPath=`.spec.officialAccount`
+// +kubebuilder:selectablefield:JSONPath=`.spec.action`
+// +kubebuilder:selectablefield:JSONPath=`.spec.sdkAppID`
+// +kubebuilder:selectablefield:JSONPath=`.spec.callbackCommand`
 type OfficialAccountSubscription struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`
