@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -37,7 +38,23 @@ func (r *SubscriptionReconciler) execute(ctx context.Context, sub *v1alpha1.Offi
 			return ctrl.Result{}, err
 		}
 	}
+	if r.resumedMeanwhile(ctx, sub.Namespace, p.WaitsForResume) {
+		requeue = cacheCatchUpDelay
+	}
 	return ctrl.Result{RequeueAfter: requeue}, nil
+}
+
+// resumedMeanwhile reports whether a sink the plan found suspended has resumed since. The
+// resume's wake lists the events waiting for the sink from the cache, which does not have
+// this event's status yet if it is being written now: the event looks again by itself.
+func (r *SubscriptionReconciler) resumedMeanwhile(ctx context.Context, namespace string, sinks []string) bool {
+	for _, name := range sinks {
+		var sink v1alpha1.SubscriptionSink
+		if err := r.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, &sink); err == nil && !sink.Spec.Suspend {
+			return true
+		}
+	}
+	return false
 }
 
 // startDeliveries hands the plan's deliveries to their sinks' lanes, each unless the ledger

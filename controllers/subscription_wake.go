@@ -44,8 +44,12 @@ func (r *SubscriptionReconciler) sinkChanges() handler.TypedEventHandler[client.
 	}
 }
 
+// wakeRelistDelay is when a wake lists the sink's waiting events a second time: an event
+// whose status was being written as the sink changed is in the cache's index by then.
+const wakeRelistDelay = time.Second
+
 // wakeWaiting reconciles again, at the pace of the sink's lane, the events still waiting
-// to be delivered to it.
+// to be delivered to it, and a moment later those the cache did not list yet.
 func (r *SubscriptionReconciler) wakeWaiting(sink types.NamespacedName) {
 	events := r.eventsWaitingFor(sink)
 	limit := delivery.MaxInFlight(nil)
@@ -54,6 +58,17 @@ func (r *SubscriptionReconciler) wakeWaiting(sink types.NamespacedName) {
 		limit = delivery.MaxInFlight(s.Spec.MaxInFlight)
 	}
 	r.lanes.WakePaced(sink.String(), events, limit)
+	woken := make(map[types.NamespacedName]bool, len(events))
+	for _, key := range events {
+		woken[key] = true
+	}
+	time.AfterFunc(wakeRelistDelay, func() {
+		for _, key := range r.eventsWaitingFor(sink) {
+			if !woken[key] {
+				r.lanes.ReconcileAgain(key)
+			}
+		}
+	})
 }
 
 // wakeOneHeld reconciles one held delivery of the sink, whose circuit's probe is due: its

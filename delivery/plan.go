@@ -88,6 +88,9 @@ type Plan struct {
 	// GaveUp are the deliveries this plan failed (their sink did not come back in time),
 	// for their Warning Events.
 	GaveUp []v1alpha1.SinkDelivery
+	// WaitsForResume names the sinks whose suspension holds a delivery of this plan: if one
+	// resumed while the plan was made, the event must be looked at again (see the reconciler).
+	WaitsForResume []string
 	// Delete: the event's life is over (retention, or delivered and not kept).
 	Delete bool
 	// Write: the status changed and is to be stored.
@@ -252,6 +255,7 @@ func (p *Plan) dueDeliveries(st *v1alpha1.OfficialAccountSubscriptionStatus, in 
 		}
 		if sink.Suspended {
 			// No time of its own: the sink watch wakes the delivery when the sink resumes.
+			p.WaitsForResume = append(p.WaitsForResume, d.TargetSink())
 			d.NextAttemptTime = nil
 			if d.SuspendedSince == nil && d.FirstAttemptTime != nil {
 				since := StatusTime(in.Now)
