@@ -106,6 +106,25 @@ const (
 func (b *Breakers) Circuit(sink string, cb v1alpha1.CircuitBreaker, now time.Time) CircuitGate {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	return b.gateLocked(sink, cb, now)
+}
+
+// Admit decides, when a delivery's turn comes, whether it makes its attempt: always while
+// the circuit is closed; while it is open, only as the one probe, once it is due.
+func (b *Breakers) Admit(sink string, cb v1alpha1.CircuitBreaker, now time.Time) (admitted, probe bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	switch b.gateLocked(sink, cb, now) {
+	case Flowing:
+		return true, false
+	case Probing:
+		b.bySink[sink].probing = true
+		return true, true
+	}
+	return false, false
+}
+
+func (b *Breakers) gateLocked(sink string, cb v1alpha1.CircuitBreaker, now time.Time) CircuitGate {
 	c := b.bySink[sink]
 	switch {
 	case c == nil || !c.open:
@@ -117,30 +136,6 @@ func (b *Breakers) Circuit(sink string, cb v1alpha1.CircuitBreaker, now time.Tim
 		return Holding
 	}
 	return Probing
-}
-
-// Holds reports whether a delivery to the sink is to be held now.
-func (b *Breakers) Holds(sink string, cb v1alpha1.CircuitBreaker, now time.Time) bool {
-	return b.Circuit(sink, cb, now) == Holding
-}
-
-// Admit decides, when a delivery's turn comes, whether it makes its attempt: always while
-// the circuit is closed; while it is open, only as the one probe, once it is due.
-func (b *Breakers) Admit(sink string, cb v1alpha1.CircuitBreaker, now time.Time) (admitted, probe bool) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	c := b.bySink[sink]
-	switch {
-	case c == nil || !c.open:
-		return true, false
-	case breakerPolicyOf(cb).threshold == 0:
-		b.closeLocked(sink, c)
-		return true, false
-	case c.probing || now.Before(c.nextProbe):
-		return false, false
-	}
-	c.probing = true
-	return true, true
 }
 
 // Record counts an attempt's outcome. Failures for the sink's reasons (every error but an
@@ -211,18 +206,14 @@ func (b *Breakers) View(sink string) CircuitView {
 }
 
 // Reset closes the sink's circuit and forgets its failures: its configuration changed,
-// which deserves a new chance at once. It reports whether the circuit was open.
-func (b *Breakers) Reset(sink string) (wasOpen bool) {
+// which deserves a new chance at once.
+func (b *Breakers) Reset(sink string) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	c := b.bySink[sink]
-	if c == nil {
-		return false
+	if c := b.bySink[sink]; c != nil {
+		b.closeLocked(sink, c)
+		c.failures = 0
 	}
-	wasOpen = c.open
-	b.closeLocked(sink, c)
-	c.failures = 0
-	return wasOpen
 }
 
 // Forget drops a deleted sink's circuit.

@@ -63,11 +63,11 @@ func TestBreakerProbesOnADoublingScheduleAndClosesOnAnAnswer(t *testing.T) {
 	for range 4 {
 		next := b.View("ns/s").NextProbe
 		gaps = append(gaps, next.Sub(now))
-		if ok, _ := b.Admit("ns/s", spec, next.Add(-time.Millisecond)); ok || !b.Holds("ns/s", spec, next.Add(-time.Millisecond)) {
+		if ok, _ := b.Admit("ns/s", spec, next.Add(-time.Millisecond)); ok || b.Circuit("ns/s", spec, next.Add(-time.Millisecond)) != Holding {
 			t.Fatal("a delivery was admitted before the probe was due")
 		}
 		now = next
-		if b.Holds("ns/s", spec, now) {
+		if b.Circuit("ns/s", spec, now) != Probing {
 			t.Fatal("the due probe's delivery is held")
 		}
 		ok, probe := b.Admit("ns/s", spec, now)
@@ -110,10 +110,10 @@ func TestBreakerOff(t *testing.T) {
 		t.Fatal("a breaker turned off opened")
 	}
 	b.Record("ns/on", on, false, errDown, planNow)
-	if !b.Holds("ns/on", on, planNow) {
+	if b.Circuit("ns/on", on, planNow) != Holding {
 		t.Fatal("the circuit did not open")
 	}
-	if b.Holds("ns/on", off, planNow) || b.View("ns/on").Open {
+	if b.Circuit("ns/on", off, planNow) != Flowing || b.View("ns/on").Open {
 		t.Fatal("turning the breaker off left the circuit open")
 	}
 }
