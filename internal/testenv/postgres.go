@@ -138,7 +138,9 @@ func (p *Postgres) Freeze() error { return p.signalAll(syscall.SIGSTOP) }
 // Thaw resumes a frozen server.
 func (p *Postgres) Thaw() error { return p.signalAll(syscall.SIGCONT) }
 
-// signalAll signals the postmaster and its children.
+// signalAll signals the postmaster, then its children. The postmaster goes first: once it
+// is stopped it forks no backend that the scan of its children could miss (a backend forked
+// during the scan would serve its connection through a freeze).
 func (p *Postgres) signalAll(sig syscall.Signal) error {
 	pidFile, err := os.ReadFile(filepath.Join(p.data, "postmaster.pid"))
 	if err != nil {
@@ -148,7 +150,10 @@ func (p *Postgres) signalAll(sig syscall.Signal) error {
 	if err != nil {
 		return fmt.Errorf("postmaster.pid: %w", err)
 	}
-	pids := []int{postmaster}
+	if err := syscall.Kill(postmaster, sig); err != nil {
+		return err
+	}
+	var pids []int
 	entries, _ := os.ReadDir("/proc")
 	for _, e := range entries {
 		pid, err := strconv.Atoi(e.Name())
