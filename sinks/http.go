@@ -83,7 +83,7 @@ func (h *HTTP) Deliver(ctx context.Context, event *v1alpha1.OfficialAccountSubsc
 		if errors.As(err, &urlErr) {
 			err = urlErr.Err
 		}
-		return fmt.Errorf("POST %s: %w", h.url, err)
+		return fmt.Errorf("POST %s: %w", Redacted(h.url), err)
 	}
 	defer resp.Body.Close()
 	// Read a little of the answer for the error message, then drain so the connection is reused.
@@ -98,9 +98,9 @@ func (h *HTTP) Deliver(ctx context.Context, event *v1alpha1.OfficialAccountSubsc
 		// A sink's URL that moved is its configuration to fix, not a moment to wait out:
 		// fail at once (the event is kept, and the retry annotation sends it again).
 		return Permanent(fmt.Errorf("POST %s: %s, redirected to %q: sinks never follow redirects; set the sink's url to the address the event should go to",
-			h.url, resp.Status, resp.Header.Get("Location")))
+			Redacted(h.url), resp.Status, Redacted(resp.Header.Get("Location"))))
 	}
-	err = fmt.Errorf("POST %s: %s: %s", h.url, resp.Status, strings.TrimSpace(string(snippet)))
+	err = fmt.Errorf("POST %s: %s: %s", Redacted(h.url), resp.Status, strings.TrimSpace(string(snippet)))
 	if outcome == httpRejected {
 		return Permanent(err)
 	}
@@ -120,7 +120,8 @@ func (h *HTTP) newRequest(ctx context.Context, event *v1alpha1.OfficialAccountSu
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, h.url, bytes.NewReader(body))
 	if err != nil {
-		return nil, err
+		// net/url's error quotes the whole URL, its credentials included.
+		return nil, fmt.Errorf("the sink's url %s cannot be requested", Redacted(h.url))
 	}
 	// The sink's own headers first, so that they cannot override the protocol's.
 	for k, v := range h.headers {
@@ -134,6 +135,7 @@ func (h *HTTP) newRequest(ctx context.Context, event *v1alpha1.OfficialAccountSu
 		setCloudEventHeaders(req.Header, event)
 	}
 	setDeadLetterHeaders(req.Header, h.format, DeadLetterFrom(ctx))
+	setReplayHeader(req.Header, h.format, ReplayFrom(ctx))
 	if h.signingKey != nil {
 		now := h.now()
 		req.Header.Set("webhook-id", id)

@@ -308,3 +308,35 @@ func TestHTTPDeliverMarksADeadLetter(t *testing.T) {
 		})
 	}
 }
+
+// A replay keeps the event's id, for receivers that drop repeats, and names the replay.
+func TestHTTPDeliverNamesAReplay(t *testing.T) {
+	tests := []struct {
+		format v1alpha1.HTTPFormat
+		header string
+	}{
+		{v1alpha1.HTTPFormatCloudEvents, "ce-replay"},
+		{v1alpha1.HTTPFormatTencent, "X-Replay"},
+	}
+	for _, tt := range tests {
+		t.Run(string(tt.format), func(t *testing.T) {
+			srv, got, _ := record(t, http.StatusOK, nil)
+			sink, err := NewHTTP(&v1alpha1.HTTPDestination{URL: srv.URL, Format: tt.format}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := sink.Deliver(WithReplay(context.Background(), "lost-by-crm"), sampleEvent()); err != nil {
+				t.Fatal(err)
+			}
+			if got.Header.Get(tt.header) != "lost-by-crm" || got.Header.Get("Idempotency-Key") != "oasub-0123456789abcdef01234567" {
+				t.Fatalf("headers %v: want the replay's name and the event's own Idempotency-Key", got.Header)
+			}
+			if err := sink.Deliver(context.Background(), sampleEvent()); err != nil {
+				t.Fatal(err)
+			}
+			if got.Header.Get(tt.header) != "" {
+				t.Fatal("a delivery that is no replay is marked as one")
+			}
+		})
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	neturl "net/url"
 	"strings"
 	"time"
 
@@ -51,7 +52,13 @@ func NewNATS(url string, creds NATSCredentials, subject string, useJetStream, cr
 	}
 	conn, err := nats.Connect(url, append(opts, auth...)...)
 	if err != nil {
-		return nil, fmt.Errorf("NATS %s: %w", url, err)
+		// A URL that does not parse comes back quoted whole, credentials included: keep
+		// only what is wrong with it.
+		var urlErr *neturl.Error
+		if errors.As(err, &urlErr) {
+			err = urlErr.Err
+		}
+		return nil, fmt.Errorf("NATS %s: %w", Redacted(url), err)
 	}
 	js, err := jetstream.New(conn)
 	if err != nil {
@@ -113,13 +120,13 @@ func (n *NATS) Deliver(ctx context.Context, event *v1alpha1.OfficialAccountSubsc
 		ctx, cancel = context.WithTimeout(ctx, natsTimeout)
 		defer cancel()
 	}
-	body, err := structuredCloudEvent(event, DeadLetterFrom(ctx))
+	body, err := structuredCloudEvent(event, DeadLetterFrom(ctx), ReplayFrom(ctx))
 	if err != nil {
 		return Permanent(err)
 	}
 	msg := nats.NewMsg(n.subjectFor(event))
 	msg.Data = body
-	msg.Header.Set(jetstream.MsgIDHeader, MessageID(ctx, event))
+	msg.Header.Set(jetstream.MsgIDHeader, natsMessageID(ctx, event))
 	msg.Header.Set("Content-Type", "application/cloudevents+json")
 	if !n.jetStream {
 		if err := n.conn.PublishMsg(msg); err != nil {
@@ -160,8 +167,8 @@ func (n *NATS) ensureStream(ctx context.Context) error {
 // structuredCloudEvent is the event as a CloudEvents 1.0 JSON document: the same
 // attributes as the HTTP sink's headers, the resource's spec as data.
 // A dead letter carries the extension attributes deadlettersink, deadletterreason and
-// deadlettererror.
-func structuredCloudEvent(event *v1alpha1.OfficialAccountSubscription, dl *DeadLetter) ([]byte, error) {
+// deadlettererror; a replay's delivery, replay.
+func structuredCloudEvent(event *v1alpha1.OfficialAccountSubscription, dl *DeadLetter, replay string) ([]byte, error) {
 	data, err := cloudEventData(event)
 	if err != nil {
 		return nil, err
@@ -180,6 +187,9 @@ func structuredCloudEvent(event *v1alpha1.OfficialAccountSubscription, dl *DeadL
 		for name, value := range dl.attributes() {
 			doc[name] = value
 		}
+	}
+	if replay != "" {
+		doc[replayAttribute] = replay
 	}
 	return json.Marshal(doc)
 }

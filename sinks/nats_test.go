@@ -164,7 +164,7 @@ func TestNATSTokenAndCredsFile(t *testing.T) {
 
 // A dead letter published to NATS carries the extension attributes in the CloudEvent.
 func TestStructuredCloudEventOfADeadLetter(t *testing.T) {
-	body, err := structuredCloudEvent(sampleEvent(), &DeadLetter{Sink: "crm", Reason: "RetriesExhausted", Error: "503"})
+	body, err := structuredCloudEvent(sampleEvent(), &DeadLetter{Sink: "crm", Reason: "RetriesExhausted", Error: "503"}, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -174,5 +174,38 @@ func TestStructuredCloudEventOfADeadLetter(t *testing.T) {
 	}
 	if doc["deadlettersink"] != "crm" || doc["deadletterreason"] != "RetriesExhausted" || doc["deadlettererror"] != "503" {
 		t.Fatalf("CloudEvent %s: want the dead-letter attributes", body)
+	}
+}
+
+// A replay published within JetStream's duplicate window is stored, not taken for a
+// repeat of the event: its Nats-Msg-Id names the replay, its CloudEvent keeps the event's
+// id and carries the replay's name. A second delivery of the same replay is dropped.
+func TestNATSReplayIsNoRepeatOfTheEvent(t *testing.T) {
+	srv := testenv.StartNATS(t, "")
+	stream := subscriberStream(t, srv.ClientURL())
+	sink, err := NewNATS(srv.ClientURL(), NATSCredentials{}, "", true, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sink.Close()
+	replayed := WithReplay(context.Background(), "lost-by-crm")
+	for _, ctx := range []context.Context{context.Background(), replayed, replayed} {
+		if err := sink.Deliver(ctx, natsEvent("oasub-replayed")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := messages(t, stream); n != 2 {
+		t.Fatalf("the stream holds %d messages, want 2: the event and its replay once", n)
+	}
+	msg, err := stream.GetMsg(context.Background(), 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ce struct{ ID, Replay string }
+	if err := json.Unmarshal(msg.Data, &ce); err != nil {
+		t.Fatal(err)
+	}
+	if ce.ID != "oasub-replayed" || ce.Replay != "lost-by-crm" || msg.Header.Get("Nats-Msg-Id") != "oasub-replayed/replay/lost-by-crm" {
+		t.Fatalf("replayed message: %+v, headers %v", ce, msg.Header)
 	}
 }
