@@ -103,6 +103,14 @@ func TestSamplesApplyToARealAPIServer(t *testing.T) {
 	if resync.Spec.Interval == nil || resync.Spec.Interval.Duration != 6*time.Hour || len(resync.Spec.OfficialAccounts) != 1 {
 		t.Errorf("sample resync stored as %+v", resync.Spec)
 	}
+	var replay v1alpha1.SubscriptionReplay
+	if err := c.Get(ctx, client.ObjectKey{Namespace: "samples", Name: "crm-lost-2026-12-01"}, &replay); err != nil {
+		t.Fatal(err)
+	}
+	if !replay.Spec.DryRun || replay.Spec.SinkName != "follower-service" || replay.Spec.EventTimeAfter == nil ||
+		len(replay.Spec.States) != 1 || replay.Spec.States[0] != v1alpha1.ReplayDelivered {
+		t.Errorf("sample replay stored as %+v", replay.Spec)
+	}
 	var sub v1alpha1.OfficialAccountSubscription
 	if err := c.Get(ctx, client.ObjectKey{Namespace: "samples", Name: "oasub-303f0340415f9e3bb1a7f96e"}, &sub); err != nil {
 		t.Fatal(err)
@@ -175,6 +183,21 @@ func TestTheAPIServerEnforcesTheCRDRules(t *testing.T) {
 				Spec: v1alpha1.OfficialAccountResyncSpec{SDKAppID: "1400000000", Region: "singapore", Endpoint: "https://example.com",
 					OfficialAccounts: []string{"@TOA#_a"}}},
 			wantErr: "set exactly one of region and endpoint",
+		},
+		"a replay whose name is too long for its label": {
+			obj: &v1alpha1.SubscriptionReplay{ObjectMeta: metav1.ObjectMeta{Name: strings.Repeat("r", 64), Namespace: "default"},
+				Spec: v1alpha1.SubscriptionReplaySpec{SinkName: "crm"}},
+			wantErr: "a replay's name is at most 63 characters",
+		},
+		"a replay named as the sinks' dead letters are": {
+			obj: &v1alpha1.SubscriptionReplay{ObjectMeta: metav1.ObjectMeta{Name: "deadletter", Namespace: "default"},
+				Spec: v1alpha1.SubscriptionReplaySpec{SinkName: "crm"}},
+			wantErr: "a replay may not be named deadletter",
+		},
+		"a replay of a state it cannot select": {
+			obj: &v1alpha1.SubscriptionReplay{ObjectMeta: metav1.ObjectMeta{Name: "pending", Namespace: "default"},
+				Spec: v1alpha1.SubscriptionReplaySpec{SinkName: "crm", States: []v1alpha1.ReplayState{"Pending"}}},
+			wantErr: "Unsupported value",
 		},
 	}
 	for name, tt := range tests {

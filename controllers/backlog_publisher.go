@@ -12,6 +12,7 @@ import (
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/chat-operators/officialaccount-operator/api/v1alpha1"
+	"github.com/chat-operators/officialaccount-operator/delivery"
 	"github.com/chat-operators/officialaccount-operator/internal/backlog"
 )
 
@@ -63,7 +64,9 @@ func (p *BacklogPublisher) countPending(ctx context.Context) (int, error) {
 	for i := range list.Items {
 		// Snapshot parts have a budget of their own (--max-pending-snapshot-parts): a few
 		// large accounts must not push callbacks, which Tencent never resends, into 503.
-		if item := &list.Items[i]; item.Status.CompletionTime == nil && item.Spec.Action != v1alpha1.ActionSnapshot {
+		// Nor do replays: they resend events stored long ago, and must never cost a callback.
+		if item := &list.Items[i]; item.Status.CompletionTime == nil && item.Spec.Action != v1alpha1.ActionSnapshot &&
+			!delivery.OnlyReplaysPending(&item.Status) {
 			pending++
 		}
 	}

@@ -39,8 +39,8 @@ func countBacklog(ctx context.Context, c client.Reader, sink *v1alpha1.Subscript
 		}) {
 			b.retrying++ // an event counts once, like pending, though its dead letter may go here too
 		}
-		if received := sub.Spec.ReceivedTime; b.oldestPending == nil || received.Before(b.oldestPending) {
-			b.oldestPending = received.DeepCopy()
+		if since := delivery.PendingSince(sub, sink.Name); b.oldestPending == nil || since.Before(b.oldestPending) {
+			b.oldestPending = since.DeepCopy()
 		}
 	}
 	var failedList v1alpha1.OfficialAccountSubscriptionList

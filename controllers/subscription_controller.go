@@ -89,6 +89,7 @@ type SubscriptionReconciler struct {
 // +kubebuilder:rbac:groups=officialaccount.chat-operators.dev,resources=officialaccountsubscriptions,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=officialaccount.chat-operators.dev,resources=officialaccountsubscriptions/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=officialaccount.chat-operators.dev,resources=subscriptionsinks,verbs=get;list;watch
+// +kubebuilder:rbac:groups=officialaccount.chat-operators.dev,resources=subscriptionreplays,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
@@ -141,9 +142,17 @@ func (r *SubscriptionReconciler) planInput(ctx context.Context, sub *v1alpha1.Of
 	if termOver {
 		return in, nil
 	}
+	replays, err := r.liveReplays(ctx, sub)
+	if err != nil {
+		return in, err
+	}
+	in.Replays = replays
 	names := slices.Concat(in.Matching, in.Ledger.DeferredSinks)
 	for _, d := range sub.Status.Sinks {
 		names = append(names, d.TargetSink())
+	}
+	for _, replay := range replays {
+		names = append(names, replay.Sink)
 	}
 	// The list grows by each sink's dead-letter sink: a delivery failing in this plan
 	// starts its dead letter at once.
@@ -167,6 +176,31 @@ func (r *SubscriptionReconciler) planInput(ctx context.Context, sub *v1alpha1.Of
 		}
 	}
 	return in, nil
+}
+
+// liveReplays are the replays that labelled the event and still exist, as the cache has
+// them: a label that names a replay deleted, or an earlier replay of the same name, adds
+// nothing.
+func (r *SubscriptionReconciler) liveReplays(ctx context.Context, sub *v1alpha1.OfficialAccountSubscription) (map[string]delivery.ReplayTarget, error) {
+	var live map[string]delivery.ReplayTarget
+	for name, uid := range delivery.LabelledReplays(sub) {
+		var replay v1alpha1.SubscriptionReplay
+		err := r.Get(ctx, types.NamespacedName{Namespace: sub.Namespace, Name: name}, &replay)
+		switch {
+		case apierrors.IsNotFound(err):
+			continue
+		case err != nil:
+			return nil, fmt.Errorf("reading SubscriptionReplay %q from the cache: %w", name, err)
+		}
+		if replay.UID != uid || !replay.DeletionTimestamp.IsZero() {
+			continue
+		}
+		if live == nil {
+			live = map[string]delivery.ReplayTarget{}
+		}
+		live[name] = delivery.ReplayTarget{UID: replay.UID, Sink: replay.Spec.SinkName, Running: replay.Status.CompletionTime == nil}
+	}
+	return live, nil
 }
 
 // yieldToIngest waits for the reconcile's turn while the webhook's stores are slow, and

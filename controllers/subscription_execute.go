@@ -108,17 +108,22 @@ func (r *SubscriptionReconciler) writeStatus(ctx context.Context, sub *v1alpha1.
 func (r *SubscriptionReconciler) deleteEvent(ctx context.Context, sub *v1alpha1.OfficialAccountSubscription) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), statusWriteTimeout)
 	defer cancel()
-	if err := r.Delete(ctx, sub, client.Preconditions{UID: &sub.UID}); err != nil && !apierrors.IsNotFound(err) {
+	// The resourceVersion too: a replay may have labelled the event since the cache's copy.
+	if err := r.Delete(ctx, sub, client.Preconditions{UID: &sub.UID, ResourceVersion: &sub.ResourceVersion}); err != nil && !apierrors.IsNotFound(err) {
 		return fmt.Errorf("deleting the event: %w", err)
 	}
 	r.Ledger.Deleted(sub)
 	return nil
 }
 
+// names are the sinks of the deliveries that matching made, for the first-write deferral:
+// a replay's delivery is not one (its label adds it again).
 func names(deliveries []v1alpha1.SinkDelivery) []string {
 	out := make([]string, 0, len(deliveries))
 	for _, d := range deliveries {
-		out = append(out, d.Name)
+		if d.Replay == "" {
+			out = append(out, d.Name)
+		}
 	}
 	return out
 }

@@ -16,9 +16,9 @@ import (
 	"github.com/chat-operators/officialaccount-operator/delivery"
 )
 
-// SetupWithManager watches subscriptions (their creation, and the retry annotation) and
-// the sinks they wait for. The reconciler's own status writes do not wake it: it
-// schedules its next attempt itself.
+// SetupWithManager watches subscriptions (their creation, the retry annotation, and the
+// labels a replay sets) and the sinks they wait for. The reconciler's own status writes do
+// not wake it: it schedules its next attempt itself.
 func (r *SubscriptionReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager) error {
 	if r.Ledger == nil {
 		r.Ledger = &delivery.Ledger{}
@@ -46,20 +46,24 @@ func (r *SubscriptionReconciler) SetupWithManager(ctx context.Context, mgr ctrl.
 	}
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&v1alpha1.OfficialAccountSubscription{}, builder.WithPredicates(
-			predicate.Or(predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
+			predicate.Or(predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{},
+				predicate.LabelChangedPredicate{}))).
 		Watches(&v1alpha1.SubscriptionSink{}, r.sinkChanges(), builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		Watches(&v1alpha1.SubscriptionReplay{}, r.replayDeleted()).
 		WatchesRawSource(source.Channel(r.lanes.Requeue, &handler.EnqueueRequestForObject{})).
 		WithOptions(controller.Options{MaxConcurrentReconciles: r.MaxConcurrentReconciles}).
 		Named("officialaccountsubscription").
 		Complete(r)
 }
 
-// sinksIn indexes an event by the sinks whose delivery is in the state.
+// sinksIn indexes an event by the sinks whose delivery is in the state. A replay's failed
+// delivery is the replay's to report (and no retry annotation re-sends it), so it is not
+// counted among the sink's failed events.
 func sinksIn(state v1alpha1.DeliveryState) client.IndexerFunc {
 	return func(obj client.Object) []string {
 		var names []string
 		for _, d := range obj.(*v1alpha1.OfficialAccountSubscription).Status.Sinks {
-			if d.State == state {
+			if d.State == state && (d.Replay == "" || state != v1alpha1.DeliveryFailed) {
 				names = append(names, d.TargetSink())
 			}
 		}

@@ -109,3 +109,25 @@ func (r *SubscriptionReconciler) listWaitingFor(sink types.NamespacedName) []v1a
 	}
 	return list.Items
 }
+
+// replayDeleted wakes the events a deleted replay selected: its pending deliveries are
+// dropped at their next reconcile, which may otherwise be far off (a suspended sink's
+// deliveries have no time of their own), holding the events from retention meanwhile.
+func (r *SubscriptionReconciler) replayDeleted() handler.TypedEventHandler[client.Object, reconcile.Request] {
+	type queue = workqueue.TypedRateLimitingInterface[reconcile.Request]
+	return handler.Funcs{
+		DeleteFunc: func(ctx context.Context, e event.DeleteEvent, q queue) {
+			ctx, cancel := context.WithTimeout(ctx, wakeListTimeout)
+			defer cancel()
+			var events v1alpha1.OfficialAccountSubscriptionList
+			if err := r.List(ctx, &events, client.InNamespace(e.Object.GetNamespace()),
+				client.MatchingFields{replayIndex: e.Object.GetName()}, client.UnsafeDisableDeepCopy); err != nil {
+				logf.FromContext(ctx).Error(err, "listing a deleted replay's events", "replay", e.Object.GetName())
+				return
+			}
+			for i := range events.Items {
+				q.Add(reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&events.Items[i])})
+			}
+		},
+	}
+}

@@ -54,7 +54,8 @@ func (dl *Deliverer) Job(ctx context.Context, event *v1alpha1.OfficialAccountSub
 		Sink:  key.String(),
 		Event: types.NamespacedName{Namespace: event.Namespace, Name: event.Name},
 		Run: func(laneCtx context.Context) {
-			dl.attempt(sinks.WithDeadLetter(logf.IntoContext(laneCtx, log), letter), event, d, key)
+			ctx := sinks.WithReplay(sinks.WithDeadLetter(logf.IntoContext(laneCtx, log), letter), d.Replay)
+			dl.attempt(ctx, event, d, key)
 		},
 		Drop: func() { dl.Ledger.Abandon(event, d.Name) },
 	}
@@ -67,7 +68,7 @@ func (dl *Deliverer) Job(ctx context.Context, event *v1alpha1.OfficialAccountSub
 func (dl *Deliverer) attempt(ctx context.Context, event *v1alpha1.OfficialAccountSubscription, d v1alpha1.SinkDelivery,
 	key types.NamespacedName) {
 	var sink v1alpha1.SubscriptionSink
-	if err := dl.Cache.Get(ctx, key, &sink); err != nil || sink.Spec.Suspend || ctx.Err() != nil {
+	if err := dl.Cache.Get(ctx, key, &sink); err != nil || sink.Spec.Suspend || ctx.Err() != nil || !dl.replayLive(ctx, event, d) {
 		dl.Ledger.Abandon(event, d.Name)
 		return
 	}
@@ -102,6 +103,17 @@ func (dl *Deliverer) attempt(ctx context.Context, event *v1alpha1.OfficialAccoun
 	if err := dl.Cache.Get(ctx, key, &sink); apierrors.IsNotFound(err) {
 		dl.Resolver.Registry.Forget(key.String())
 	}
+}
+
+// replayLive reports whether the replay a delivery is made for, if any, still exists: a
+// replay deleted while its deliveries waited in the lane starts none of them.
+func (dl *Deliverer) replayLive(ctx context.Context, event *v1alpha1.OfficialAccountSubscription, d v1alpha1.SinkDelivery) bool {
+	if d.Replay == "" {
+		return true
+	}
+	var replay v1alpha1.SubscriptionReplay
+	err := dl.Cache.Get(ctx, types.NamespacedName{Namespace: event.Namespace, Name: d.Replay}, &replay)
+	return err == nil && replay.DeletionTimestamp.IsZero() && string(replay.UID) == event.Labels[v1alpha1.ReplayLabel(d.Replay)]
 }
 
 // deliver builds the sink, if it is not built yet, and makes the attempt.

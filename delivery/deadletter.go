@@ -15,7 +15,7 @@ import (
 func addDeadLetters(st *v1alpha1.OfficialAccountSubscriptionStatus, sinkStates map[string]SinkState) bool {
 	added := false
 	for _, d := range st.Sinks {
-		if d.State != v1alpha1.DeliveryFailed || d.DeadLetterOf != "" {
+		if d.State != v1alpha1.DeliveryFailed || d.DeadLetterOf != "" || d.Replay != "" {
 			continue
 		}
 		target := sinkStates[d.Name].DeadLetterSink

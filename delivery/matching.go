@@ -86,9 +86,14 @@ func MatchingSinkNames(all []v1alpha1.SubscriptionSink, sub *v1alpha1.OfficialAc
 // every sink that matches the event now and is not listed is added. An event that matched
 // no sink, or whose sink was deleted, goes to the sinks that match it now; deliveries that
 // succeeded stay as they are. Dead letters are dropped (and reset): their deliveries start
-// over, and a new failure sends a new one.
+// over, and a new failure sends a new one. A replay's deliveries are the replay's to
+// report, and stay as they are.
 func rematch(deliveries []v1alpha1.SinkDelivery, matching []string) (out []v1alpha1.SinkDelivery, reset []string) {
 	for _, d := range deliveries {
+		if d.Replay != "" {
+			out = append(out, d)
+			continue
+		}
 		if d.DeadLetterOf != "" {
 			reset = append(reset, d.Name)
 			continue

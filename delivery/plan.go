@@ -18,6 +18,10 @@ import (
 // a hung sink's events show up as pending after its timeout, or after this at most).
 const firstWriteDeferral = 30 * time.Second
 
+// replayRetentionRecheck is how often an event whose retention a running replay holds
+// looks again whether the replay has completed.
+const replayRetentionRecheck = 30 * time.Second
+
 // SinkState is what a plan needs to know of a SubscriptionSink an event names, as the
 // cache has it.
 type SinkState struct {
@@ -64,9 +68,12 @@ type Input struct {
 	Matching []string
 	// Sinks are the sinks the event's deliveries name, by name; a name not here does not
 	// exist.
-	Sinks  map[string]SinkState
-	Ledger View
-	Now    time.Time
+	Sinks map[string]SinkState
+	// Replays are the live replays that labelled the event, by name: a replay not here
+	// (deleted, or a label of an earlier replay of that name) starts nothing more.
+	Replays map[string]ReplayTarget
+	Ledger  View
+	Now     time.Time
 	Settings
 	// TermOver: the reconcilers have stopped, and the plan only records what the sinks
 	// answered: nothing is started, no sink is judged missing or suspended, and a retry
@@ -117,7 +124,8 @@ func NeedsMatching(sub *v1alpha1.OfficialAccountSubscription, ledger View) bool 
 func Make(in Input) Plan {
 	var p Plan
 	sub := in.Event
-	if deadline, ok := retentionDeadline(&sub.Status, in.DeliveredRetention, in.FailedRetention); ok && !in.Now.Before(deadline) {
+	if deadline, ok := retentionDeadline(&sub.Status, in.DeliveredRetention, in.FailedRetention); ok && !in.Now.Before(deadline) &&
+		!holdsRetention(&sub.Status, in.Replays) {
 		p.Delete = true
 		return p
 	}
@@ -144,6 +152,8 @@ func Make(in Input) Plan {
 	}
 	if !in.TermOver {
 		addDeadLetters(st, in.Sinks)
+		addReplays(st, in.Replays, in.Ledger.InFlight, in.Now)
+		dropStoppedReplays(st, in.Replays, in.Ledger.InFlight)
 	}
 	due := p.dueDeliveries(st, in)
 	if !in.TermOver && addDeadLetters(st, in.Sinks) {
@@ -359,6 +369,9 @@ func requeueAfter(st *v1alpha1.OfficialAccountSubscriptionStatus, due dueSet, in
 		}
 	}
 	if deadline, ok := retentionDeadline(st, in.DeliveredRetention, in.FailedRetention); ok {
+		if !deadline.After(in.Now) && holdsRetention(st, in.Replays) {
+			deadline = in.Now.Add(replayRetentionRecheck) // a replay holds it: look again, not at once
+		}
 		consider(deadline)
 	}
 	if due.lateDeadLetters {

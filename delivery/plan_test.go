@@ -66,6 +66,34 @@ func deadLetter(state v1alpha1.DeliveryState) v1alpha1.SinkDelivery {
 	return v1alpha1.SinkDelivery{Name: "a/deadletter", State: state, DeadLetterOf: "a", DeadLetterSink: "dl", Attempts: 1}
 }
 
+// replayTo is a live, completed replay "r" to the sink.
+func replayTo(sink string) map[string]ReplayTarget {
+	return map[string]ReplayTarget{"r": {UID: "uid-r", Sink: sink}}
+}
+
+// runningReplayTo is a live replay "r" to the sink that has not completed.
+func runningReplayTo(sink string) map[string]ReplayTarget {
+	return map[string]ReplayTarget{"r": {UID: "uid-r", Sink: sink, Running: true}}
+}
+
+// replayDelivery is replay r's delivery of the event to sink a.
+func replayDelivery(state v1alpha1.DeliveryState) v1alpha1.SinkDelivery {
+	return v1alpha1.SinkDelivery{Name: "replay/r", State: state, Replay: "r", ReplaySink: "a", ReplayUID: "uid-r"}
+}
+
+// earlierReplayDelivery is the delivery of a replay deleted since, of the same name as r.
+func earlierReplayDelivery(state v1alpha1.DeliveryState) v1alpha1.SinkDelivery {
+	d := replayDelivery(state)
+	d.ReplayUID = "uid-earlier"
+	return d
+}
+
+// receivedLongAgo is an event received two days ago, as a replay of failed events finds it.
+func receivedLongAgo(sub *v1alpha1.OfficialAccountSubscription) *v1alpha1.OfficialAccountSubscription {
+	sub.Spec.ReceivedTime = metav1.NewTime(planNow.Add(-48 * time.Hour))
+	return sub
+}
+
 // heldSink is a sink whose open circuit holds its deliveries, giving up after an hour.
 var heldSink = map[string]SinkState{"a": {Exists: true, Held: true, GiveUpAfter: time.Hour}}
 
@@ -85,6 +113,7 @@ func TestMake(t *testing.T) {
 		deferred    bool
 		reset       []string
 		readyReason string
+		absent      []string
 	}
 	tests := []struct {
 		name string
@@ -190,6 +219,48 @@ func TestMake(t *testing.T) {
 			in: Input{Event: stored("", pendingTo("a"), pendingTo("b")), TermOver: true, Settings: Settings{DeliveredRetention: time.Hour},
 				Ledger: View{Outcomes: map[string]Outcome{"a": {Delivery: deliveredTo("a", 1)}}}},
 			want: want{write: true, readyReason: v1alpha1.ReasonDelivering, states: map[string]v1alpha1.DeliveryState{"a": "Delivered", "b": "Pending"}}},
+		{name: "a live replay that labelled the event adds its delivery, started, and Ready stays as it was",
+			in: Input{Event: stored("", deliveredTo("a", 1)), Sinks: bothSinks, Replays: replayTo("a"),
+				Settings: Settings{DeliveredRetention: time.Hour}},
+			want: want{start: []string{"replay/r"}, write: true, readyReason: v1alpha1.ReasonDelivered,
+				states: map[string]v1alpha1.DeliveryState{"a": "Delivered", "replay/r": "Pending"}}},
+		{name: "retention waits for a live replay's delivery to be listed",
+			in: Input{Event: stored("", deliveredTo("a", 1)), Sinks: bothSinks, Replays: replayTo("a"),
+				Settings: Settings{DeliveredRetention: time.Second}},
+			want: want{start: []string{"replay/r"}, write: true, states: map[string]v1alpha1.DeliveryState{"replay/r": "Pending"}}},
+		{name: "a replay's pending delivery holds retention, and is not started twice",
+			in: Input{Event: stored("", deliveredTo("a", 1), replayDelivery(v1alpha1.DeliveryPending)), Sinks: bothSinks,
+				Replays: replayTo("a"), Ledger: View{InFlight: map[string]bool{"replay/r": true}},
+				Settings: Settings{DeliveredRetention: time.Second}},
+			want: want{states: map[string]v1alpha1.DeliveryState{"replay/r": "Pending"}}},
+		{name: "a deleted replay's pending delivery is dropped, and the event completes",
+			in: Input{Event: stored("", deliveredTo("a", 1), replayDelivery(v1alpha1.DeliveryPending)), Sinks: bothSinks,
+				Settings: Settings{DeliveredRetention: time.Hour}},
+			want: want{write: true, readyReason: v1alpha1.ReasonDelivered, absent: []string{"replay/r"}}},
+		{name: "a deleted replay's delivery under way is kept for its outcome",
+			in: Input{Event: stored("", deliveredTo("a", 1), replayDelivery(v1alpha1.DeliveryPending)), Sinks: bothSinks,
+				Ledger: View{InFlight: map[string]bool{"replay/r": true}}, Settings: Settings{DeliveredRetention: time.Hour}},
+			want: want{states: map[string]v1alpha1.DeliveryState{"replay/r": "Pending"}}},
+		{name: "a replay created again under the same name sends again: the earlier one's delivery is replaced",
+			in: Input{Event: stored("", deliveredTo("a", 1), earlierReplayDelivery(v1alpha1.DeliveryDelivered)), Sinks: bothSinks,
+				Replays: replayTo("a"), Settings: Settings{DeliveredRetention: time.Hour}},
+			want: want{start: []string{"replay/r"}, write: true, states: map[string]v1alpha1.DeliveryState{"replay/r": "Pending"}}},
+		{name: "a running replay holds the retention of an event whose delivery it ended",
+			in: Input{Event: stored("", deliveredTo("a", 1), replayDelivery(v1alpha1.DeliveryDelivered)), Sinks: bothSinks,
+				Replays: runningReplayTo("a"), Settings: Settings{DeliveredRetention: time.Second}},
+			want: want{states: map[string]v1alpha1.DeliveryState{"replay/r": "Delivered"}}},
+		{name: "once the replay completed, retention deletes the event",
+			in: Input{Event: stored("", deliveredTo("a", 1), replayDelivery(v1alpha1.DeliveryDelivered)), Sinks: bothSinks,
+				Replays: replayTo("a"), Settings: Settings{DeliveredRetention: time.Second}},
+			want: want{delete: true}},
+		{name: "an open circuit holds a replay's delivery of an old event for its own giveUpAfter, from when it was added",
+			in:   Input{Event: receivedLongAgo(stored("", failedAt("a", 3))), Sinks: heldSink, Replays: replayTo("a")},
+			want: want{write: true, readyReason: v1alpha1.ReasonDeliveryFailed, states: map[string]v1alpha1.DeliveryState{"replay/r": "Pending"}}},
+		{name: "a replay's failed delivery neither fails the event, nor is dead-lettered, nor is reset by a retry",
+			in: Input{Event: withRetry(stored("", failedAt("a", 1), replayDelivery(v1alpha1.DeliveryFailed)), "r1"),
+				Matching: []string{"a"}, Sinks: lettering, Replays: replayTo("a")},
+			want: want{start: []string{"a"}, reset: []string{"a"}, write: true, readyReason: v1alpha1.ReasonDelivering,
+				states: map[string]v1alpha1.DeliveryState{"a": "Pending", "replay/r": "Failed"}, absent: []string{"replay/r/deadletter"}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -212,6 +283,11 @@ func TestMake(t *testing.T) {
 			for name, state := range tt.want.states {
 				if i := slices.IndexFunc(p.Status.Sinks, func(d v1alpha1.SinkDelivery) bool { return d.Name == name }); i < 0 || p.Status.Sinks[i].State != state {
 					t.Errorf("delivery to %s: %+v, want %s", name, p.Status.Sinks, state)
+				}
+			}
+			for _, name := range tt.want.absent {
+				if slices.ContainsFunc(p.Status.Sinks, func(d v1alpha1.SinkDelivery) bool { return d.Name == name }) {
+					t.Errorf("deliveries %+v, want none named %s", p.Status.Sinks, name)
 				}
 			}
 			if tt.want.readyReason != "" {

@@ -12,11 +12,21 @@ import (
 
 // Summarize computes the conditions and completion time of an event of that generation
 // from its per-sink deliveries. It is the one place that decides what the status says.
+// A replay's deliveries do not change Ready or Stalled (the replay reports them), but
+// while one is pending the event is Reconciling and has no completion time, so that
+// retention waits for it.
 func Summarize(st *v1alpha1.OfficialAccountSubscriptionStatus, generation int64, now metav1.Time) {
 	st.ObservedGeneration = generation
 	pending, retrying, failed, missing := 0, 0, []v1alpha1.SinkDelivery{}, []v1alpha1.SinkDelivery{}
-	sinks, letters := 0, 0 // deliveries to the sinks matched, and those of them dead-lettered
+	listed, sinks, letters, replaying := 0, 0, 0, 0 // deliveries not a replay's; to the sinks matched; dead-lettered; replays pending
 	for _, d := range st.Sinks {
+		if d.Replay != "" {
+			if d.State == v1alpha1.DeliveryPending {
+				replaying++
+			}
+			continue
+		}
+		listed++
 		if d.DeadLetterOf == "" {
 			sinks++
 		}
@@ -42,7 +52,7 @@ func Summarize(st *v1alpha1.OfficialAccountSubscriptionStatus, generation int64,
 
 	ready := metav1.Condition{Type: v1alpha1.ConditionReady, ObservedGeneration: generation}
 	switch {
-	case len(st.Sinks) == 0:
+	case sinks == 0:
 		ready.Status, ready.Reason = metav1.ConditionTrue, v1alpha1.ReasonNoMatchingSinks
 		ready.Message = "no SubscriptionSink in this namespace matched the event; nothing to deliver"
 	case len(failed) > 0:
@@ -52,10 +62,10 @@ func Summarize(st *v1alpha1.OfficialAccountSubscriptionStatus, generation int64,
 		ready.Status, ready.Reason, ready.Message = metav1.ConditionFalse, v1alpha1.ReasonSinkNotFound, missing[0].LastError
 	case retrying > 0:
 		ready.Status, ready.Reason = metav1.ConditionFalse, v1alpha1.ReasonRetrying
-		ready.Message = fmt.Sprintf("%d of %d deliveries pending, %d retrying after an error", pending, len(st.Sinks), retrying)
+		ready.Message = fmt.Sprintf("%d of %d deliveries pending, %d retrying after an error", pending, listed, retrying)
 	case pending > 0:
 		ready.Status, ready.Reason = metav1.ConditionFalse, v1alpha1.ReasonDelivering
-		ready.Message = fmt.Sprintf("%d of %d deliveries pending", pending, len(st.Sinks))
+		ready.Message = fmt.Sprintf("%d of %d deliveries pending", pending, listed)
 	case letters > 0:
 		ready.Status, ready.Reason = metav1.ConditionTrue, v1alpha1.ReasonDeadLettered
 		ready.Message = fmt.Sprintf("delivered to %d of %d sink(s); the %d failed one(s) delivered to their dead-letter sink",
@@ -66,11 +76,17 @@ func Summarize(st *v1alpha1.OfficialAccountSubscriptionStatus, generation int64,
 	}
 	meta.SetStatusCondition(&st.Conditions, ready)
 
-	if pending > 0 {
+	switch {
+	case pending > 0:
 		meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: v1alpha1.ConditionReconciling,
 			Status: metav1.ConditionTrue, Reason: ready.Reason, Message: ready.Message, ObservedGeneration: generation})
 		st.CompletionTime = nil
-	} else {
+	case replaying > 0:
+		meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: v1alpha1.ConditionReconciling,
+			Status: metav1.ConditionTrue, Reason: v1alpha1.ReasonReplaying,
+			Message: fmt.Sprintf("%d replay deliveries pending", replaying), ObservedGeneration: generation})
+		st.CompletionTime = nil
+	default:
 		meta.RemoveStatusCondition(&st.Conditions, v1alpha1.ConditionReconciling)
 		if st.CompletionTime == nil {
 			st.CompletionTime = &now

@@ -29,6 +29,14 @@ const (
 
 	ReasonDeadLetterSinkNotFound = "DeadLetterSinkNotFound"
 
+	// Reasons of a SubscriptionReplay's conditions, and of an event's Reconciling condition
+	// while a replay's delivery of it is pending.
+	ReasonComplete      = "Complete"
+	ReasonDryRun        = "DryRun"
+	ReasonTooManyEvents = "TooManyEvents"
+	ReasonReplaying     = "Replaying"
+	ReasonSelecting     = "Selecting"
+
 	// Event reasons of a sink's circuit breaker.
 	ReasonCircuitOpened = "CircuitOpened"
 	ReasonCircuitClosed = "CircuitClosed"

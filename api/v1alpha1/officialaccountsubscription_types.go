@@ -168,10 +168,13 @@ const (
 )
 
 // TargetSink is the SubscriptionSink the delivery goes to: its name, or, for a dead
-// letter, the dead-letter sink.
+// letter, the dead-letter sink, or, for a replay, the replay's sink.
 func (d *SinkDelivery) TargetSink() string {
-	if d.DeadLetterSink != "" {
+	switch {
+	case d.DeadLetterSink != "":
 		return d.DeadLetterSink
+	case d.ReplaySink != "":
+		return d.ReplaySink
 	}
 	return d.Name
 }
@@ -230,6 +233,21 @@ type SinkDelivery struct {
 	// DeadLetterSink is the SubscriptionSink a dead letter goes to.
 	// +optional
 	DeadLetterSink string `json:"deadLetterSink,omitempty"`
+
+	// Replay is set on a replay's delivery: the SubscriptionReplay that selected the event.
+	// Its name is "replay/" followed by the replay's. It does not change the event's Ready
+	// condition, but holds the event from retention while it is pending.
+	// +optional
+	Replay string `json:"replay,omitempty"`
+
+	// ReplaySink is the SubscriptionSink a replay's delivery goes to.
+	// +optional
+	ReplaySink string `json:"replaySink,omitempty"`
+
+	// ReplayUID is the UID of the replay, so that a replay deleted and created again under
+	// the same name sends its events again.
+	// +optional
+	ReplayUID string `json:"replayUID,omitempty"`
 
 	// SuspendedSince is when the delivery found its sink suspended. The time from then
 	// until the delivery starts again does not count towards the sink's giveUpAfter.

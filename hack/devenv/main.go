@@ -167,8 +167,12 @@ func startDemoReceiver(addr, logPath string) (func(), error) {
 		body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
 		var spec v1alpha1.OfficialAccountSubscriptionSpec
 		_ = json.Unmarshal(body, &spec)
-		fmt.Fprintf(out, "demo receiver: got %s id=%s officialAccount=%s subscribers=%s\n",
-			r.Header.Get("ce-type"), r.Header.Get("ce-id"), spec.OfficialAccount, strings.Join(spec.Subscribers, ","))
+		replay := ""
+		if name := r.Header.Get("ce-replay"); name != "" {
+			replay = " replay=" + name
+		}
+		fmt.Fprintf(out, "demo receiver: got %s id=%s officialAccount=%s subscribers=%s%s\n",
+			r.Header.Get("ce-type"), r.Header.Get("ce-id"), spec.OfficialAccount, strings.Join(spec.Subscribers, ","), replay)
 	})}
 	go func() { _ = srv.Serve(ln) }()
 	return func() { _ = srv.Close(); _ = logFile.Close() }, nil

@@ -138,6 +138,9 @@ func SetupControllers(ctx context.Context, mgr ctrl.Manager, cfg Config, registr
 		Breakers: breakers}).SetupWithManager(ctx, mgr); err != nil {
 		return nil, fmt.Errorf("setting up the sink reconciler: %w", err)
 	}
+	if err := (&controllers.ReplayReconciler{Client: mgr.GetClient()}).SetupWithManager(ctx, mgr); err != nil {
+		return nil, fmt.Errorf("setting up the replay reconciler: %w", err)
+	}
 	resyncs := &resync.Reconciler{
 		Client:                  mgr.GetClient(),
 		APIReader:               mgr.GetAPIReader(),

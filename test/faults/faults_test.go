@@ -320,6 +320,12 @@ func countReady(namespace string) int {
 // createEvents stores n events straight through the API, as the webhook would.
 func createEvents(namespace string, n int) {
 	GinkgoHelper()
+	createEventsWith(namespace, n, func(int, *v1alpha1.OfficialAccountSubscription) {})
+}
+
+// createEventsWith stores n events as createEvents does, each changed by mutate first.
+func createEventsWith(namespace string, n int, mutate func(i int, ev *v1alpha1.OfficialAccountSubscription)) {
+	GinkgoHelper()
 	var wg sync.WaitGroup
 	errs := make(chan error, n)
 	next := make(chan int)
@@ -335,6 +341,7 @@ func createEvents(namespace string, n int) {
 						ReceivedTime: metav1.Now(),
 					},
 				}
+				mutate(i, ev)
 				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 				errs <- k8s.Create(ctx, ev)
 				cancel()

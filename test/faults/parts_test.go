@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -180,14 +181,17 @@ type endpoint struct {
 	received map[string]int  // ce-id -> deliveries answered
 	begun    map[string]bool // ce-id of every delivery begun
 	subs     map[string]bool
-	arrivals []time.Time // when each request came
+	arrivals []time.Time               // when each request came
+	replayed map[string]map[string]int // replay (ce-replay) -> ce-id -> deliveries answered
+	replayAt map[string][]time.Time    // replay (ce-replay) -> when each of its requests came
 }
 
 func newEndpoint() *endpoint {
 	GinkgoHelper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	Expect(err).NotTo(HaveOccurred())
-	e := &endpoint{addr: ln.Addr().String(), received: map[string]int{}, begun: map[string]bool{}, subs: map[string]bool{}}
+	e := &endpoint{addr: ln.Addr().String(), received: map[string]int{}, begun: map[string]bool{}, subs: map[string]bool{},
+		replayed: map[string]map[string]int{}, replayAt: map[string][]time.Time{}}
 	e.serve(ln)
 	DeferCleanup(e.down)
 	return e
@@ -207,6 +211,9 @@ func (e *endpoint) handle(w http.ResponseWriter, r *http.Request) {
 	e.mu.Lock()
 	e.begun[r.Header.Get("ce-id")] = true
 	e.arrivals = append(e.arrivals, time.Now())
+	if replay := r.Header.Get("ce-replay"); replay != "" {
+		e.replayAt[replay] = append(e.replayAt[replay], time.Now())
+	}
 	e.mu.Unlock()
 	time.Sleep(time.Duration(e.delay.Load()))
 	body, _ := io.ReadAll(r.Body)
@@ -214,6 +221,12 @@ func (e *endpoint) handle(w http.ResponseWriter, r *http.Request) {
 	_ = json.Unmarshal(body, &spec)
 	e.mu.Lock()
 	e.received[r.Header.Get("ce-id")]++
+	if replay := r.Header.Get("ce-replay"); replay != "" {
+		if e.replayed[replay] == nil {
+			e.replayed[replay] = map[string]int{}
+		}
+		e.replayed[replay][r.Header.Get("ce-id")]++
+	}
 	for _, s := range spec.Subscribers {
 		e.subs[s] = true
 	}
@@ -285,6 +298,27 @@ func (e *endpoint) mostInOneSecond() (most int, span time.Duration) {
 		span = e.arrivals[n-1].Sub(e.arrivals[0])
 	}
 	return most, span
+}
+
+// replaysOf are the deliveries a replay made to the endpoint: how many times each event
+// came, by its id.
+func (e *endpoint) replaysOf(replay string) map[string]int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return maps.Clone(e.replayed[replay])
+}
+
+// replayRequestsAfter counts the requests of a replay that came after t.
+func (e *endpoint) replayRequestsAfter(replay string, t time.Time) int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	n := 0
+	for _, at := range e.replayAt[replay] {
+		if at.After(t) {
+			n++
+		}
+	}
+	return n
 }
 
 // begunIDs are the events whose delivery the endpoint has begun to receive.
