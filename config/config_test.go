@@ -96,6 +96,13 @@ func TestSamplesApplyToARealAPIServer(t *testing.T) {
 	if natsSink.Spec.NATS == nil || natsSink.Spec.NATS.JetStream == nil || !*natsSink.Spec.NATS.JetStream {
 		t.Errorf("sample nats sink stored as %+v", natsSink.Spec)
 	}
+	var kafkaSink v1alpha1.SubscriptionSink
+	if err := c.Get(ctx, client.ObjectKey{Namespace: "samples", Name: "ckafka"}, &kafkaSink); err != nil {
+		t.Fatal(err)
+	}
+	if k := kafkaSink.Spec.Kafka; k == nil || k.SASL == nil || k.TLS == nil || k.Timeout == nil || k.Timeout.Duration != 10*time.Second {
+		t.Errorf("sample kafka sink stored as %+v", kafkaSink.Spec)
+	}
 	var resync v1alpha1.OfficialAccountResync
 	if err := c.Get(ctx, client.ObjectKey{Namespace: "samples", Name: "news"}, &resync); err != nil {
 		t.Fatal(err)
@@ -183,6 +190,18 @@ func TestTheAPIServerEnforcesTheCRDRules(t *testing.T) {
 				Spec: v1alpha1.OfficialAccountResyncSpec{SDKAppID: "1400000000", Region: "singapore", Endpoint: "https://example.com",
 					OfficialAccounts: []string{"@TOA#_a"}}},
 			wantErr: "set exactly one of region and endpoint",
+		},
+		"a sink with two destinations": {
+			obj: &v1alpha1.SubscriptionSink{ObjectMeta: metav1.ObjectMeta{Name: "two", Namespace: "default"},
+				Spec: v1alpha1.SubscriptionSinkSpec{HTTP: &v1alpha1.HTTPDestination{URL: "https://a.example"},
+					Kafka: &v1alpha1.KafkaDestination{Brokers: []string{"b:9092"}, Topic: "t"}}},
+			wantErr: "set exactly one destination: http, postgres, nats or kafka",
+		},
+		"a kafka sink with an unknown SASL mechanism": {
+			obj: &v1alpha1.SubscriptionSink{ObjectMeta: metav1.ObjectMeta{Name: "gssapi", Namespace: "default"},
+				Spec: v1alpha1.SubscriptionSinkSpec{Kafka: &v1alpha1.KafkaDestination{Brokers: []string{"b:9092"}, Topic: "t",
+					SASL: &v1alpha1.KafkaSASL{Mechanism: "GSSAPI", CredentialsSecretRef: corev1.LocalObjectReference{Name: "s"}}}}},
+			wantErr: "Unsupported value",
 		},
 		"a replay whose name is too long for its label": {
 			obj: &v1alpha1.SubscriptionReplay{ObjectMeta: metav1.ObjectMeta{Name: strings.Repeat("r", 64), Namespace: "default"},

@@ -44,6 +44,8 @@ func (r *Resolver) Resolve(ctx context.Context, sink *v1alpha1.SubscriptionSink)
 		return r.resolvePostgres(ctx, sink)
 	case sink.Spec.NATS != nil:
 		return r.resolveNATS(ctx, sink)
+	case sink.Spec.Kafka != nil:
+		return r.resolveKafka(ctx, sink)
 	default:
 		return nil, &configError{Reason: v1alpha1.ReasonInvalidConfig, Err: errors.New("the sink names no destination")}
 	}
@@ -122,6 +124,38 @@ func (r *Resolver) resolveNATS(ctx context.Context, sink *v1alpha1.SubscriptionS
 	})
 }
 
+func (r *Resolver) resolveKafka(ctx context.Context, sink *v1alpha1.SubscriptionSink) (sinks.Sink, error) {
+	dest := sink.Spec.Kafka
+	cfg := sinks.KafkaConfig{Brokers: dest.Brokers, Topic: dest.Topic, Format: dest.Format, TLS: dest.TLS != nil}
+	if dest.TLS != nil {
+		cfg.CABundle = dest.TLS.CABundle
+	}
+	if dest.Timeout != nil {
+		cfg.Timeout = dest.Timeout.Duration
+	}
+	fingerprint := fmt.Sprintf("%s/%d", sink.UID, sink.Generation)
+	if sasl := dest.SASL; sasl != nil {
+		secret, err := r.secret(ctx, sink.Namespace, sasl.CredentialsSecretRef.Name)
+		if err != nil {
+			return nil, err
+		}
+		cfg.SASL = sinks.KafkaSASL{Mechanism: sasl.Mechanism, Username: string(secret.Data["username"]),
+			Password: string(secret.Data["password"])}
+		if cfg.SASL.Username == "" || cfg.SASL.Password == "" {
+			return nil, &configError{Reason: v1alpha1.ReasonInvalidSecret,
+				Err: fmt.Errorf(`Secret %q lacks the key "username" or "password"`, sasl.CredentialsSecretRef.Name)}
+		}
+		fingerprint += "/" + secret.ResourceVersion
+	}
+	return r.Registry.Get(ctx, SinkKey(sink), fingerprint, func() (sinks.Sink, error) {
+		s, err := sinks.NewKafka(cfg)
+		if err != nil {
+			return nil, &configError{Reason: v1alpha1.ReasonInvalidConfig, Err: err}
+		}
+		return s, nil
+	})
+}
+
 func (r *Resolver) secretValue(ctx context.Context, namespace string, ref *corev1.SecretKeySelector) (string, string, error) {
 	return r.credentials().Value(ctx, namespace, ref)
 }
@@ -146,6 +180,9 @@ func SecretNames(sink *v1alpha1.SubscriptionSink) []string {
 	}
 	if sink.Spec.NATS != nil && sink.Spec.NATS.CredentialsSecretRef != nil {
 		names = append(names, sink.Spec.NATS.CredentialsSecretRef.Name)
+	}
+	if sink.Spec.Kafka != nil && sink.Spec.Kafka.SASL != nil {
+		names = append(names, sink.Spec.Kafka.SASL.CredentialsSecretRef.Name)
 	}
 	return names
 }

@@ -58,24 +58,26 @@ func headerSafe(s string) string {
 	return s
 }
 
-// setDeadLetterHeaders tells an HTTP receiver that the request is a dead letter: as the
-// CloudEvents extension attributes deadlettersink, deadletterreason and deadlettererror in
-// binary mode, or as X-Deadletter-Sink, X-Deadletter-Reason and X-Deadletter-Error in the
-// Tencent format.
-func setDeadLetterHeaders(h http.Header, format v1alpha1.HTTPFormat, dl *DeadLetter) {
-	if dl == nil {
-		return
-	}
-	prefix := "ce-"
-	if format == v1alpha1.HTTPFormatTencent {
-		prefix = "X-Deadletter-"
-	}
-	for name, value := range dl.attributes() {
+// setExtensionHeaders tells an HTTP receiver that the request is a dead letter or a
+// replay's: the CloudEvents extension attributes in binary mode (ce-deadlettersink, ...,
+// ce-replay), or headers of their own in the Tencent format (extensionHeader).
+func setExtensionHeaders(ctx context.Context, h http.Header, format v1alpha1.HTTPFormat) {
+	for name, value := range extensionAttributes(ctx) {
 		if format == v1alpha1.HTTPFormatTencent {
-			name = strings.TrimPrefix(name, "deadletter")
+			h.Set(extensionHeader(name), headerSafe(value))
+		} else {
+			h.Set("ce-"+name, headerSafe(value))
 		}
-		h.Set(prefix+name, headerSafe(value))
 	}
+}
+
+// extensionHeader is the header that carries an extension attribute in the Tencent format:
+// X-Deadletter-Sink, X-Deadletter-Reason, X-Deadletter-Error, X-Replay.
+func extensionHeader(attribute string) string {
+	if rest, ok := strings.CutPrefix(attribute, "deadletter"); ok {
+		return http.CanonicalHeaderKey("X-Deadletter-" + rest)
+	}
+	return http.CanonicalHeaderKey("X-" + attribute)
 }
 
 // attributes are the dead letter's CloudEvents extension attributes.

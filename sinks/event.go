@@ -1,6 +1,7 @@
 package sinks
 
 import (
+	"context"
 	"encoding/json"
 	"strings"
 	"time"
@@ -82,4 +83,32 @@ func tencentBody(event *v1alpha1.OfficialAccountSubscription) ([]byte, error) {
 		body.Snapshot = &snapshot{ID: snap.ID, Part: snap.Part, Parts: snap.Parts, SubscriberNum: snap.Subscribers}
 	}
 	return json.Marshal(body)
+}
+
+// cloudEventAttributes are the event's CloudEvents context attributes, as every sink kind
+// carries them: HTTP headers (ce-), Kafka headers (ce_), fields of a structured event.
+func cloudEventAttributes(event *v1alpha1.OfficialAccountSubscription) map[string]string {
+	return map[string]string{
+		"specversion": cloudEventsSpecVersion,
+		"id":          event.Name,
+		"source":      cloudEventSource(event.Spec.SDKAppID),
+		"type":        cloudEventType(event.Spec.Action),
+		"subject":     event.Spec.OfficialAccount,
+		"time":        eventTime(event.Spec.EventTime).Format(time.RFC3339Nano),
+	}
+}
+
+// extensionAttributes are the CloudEvents extension attributes of a delivery: a dead
+// letter's (deadlettersink, deadletterreason, deadlettererror) and a replay's (replay).
+func extensionAttributes(ctx context.Context) map[string]string {
+	attrs := map[string]string{}
+	if dl := DeadLetterFrom(ctx); dl != nil {
+		for name, value := range dl.attributes() {
+			attrs[name] = value
+		}
+	}
+	if replay := ReplayFrom(ctx); replay != "" {
+		attrs[replayAttribute] = replay
+	}
+	return attrs
 }

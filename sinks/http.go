@@ -134,8 +134,7 @@ func (h *HTTP) newRequest(ctx context.Context, event *v1alpha1.OfficialAccountSu
 	if h.format == v1alpha1.HTTPFormatCloudEvents {
 		setCloudEventHeaders(req.Header, event)
 	}
-	setDeadLetterHeaders(req.Header, h.format, DeadLetterFrom(ctx))
-	setReplayHeader(req.Header, h.format, ReplayFrom(ctx))
+	setExtensionHeaders(ctx, req.Header, h.format)
 	if h.signingKey != nil {
 		now := h.now()
 		req.Header.Set("webhook-id", id)
@@ -147,12 +146,9 @@ func (h *HTTP) newRequest(ctx context.Context, event *v1alpha1.OfficialAccountSu
 
 // setCloudEventHeaders writes the CloudEvents attributes in binary content mode.
 func setCloudEventHeaders(h http.Header, event *v1alpha1.OfficialAccountSubscription) {
-	h.Set("ce-specversion", cloudEventsSpecVersion)
-	h.Set("ce-id", event.Name)
-	h.Set("ce-source", cloudEventSource(event.Spec.SDKAppID))
-	h.Set("ce-type", cloudEventType(event.Spec.Action))
-	h.Set("ce-subject", event.Spec.OfficialAccount)
-	h.Set("ce-time", eventTime(event.Spec.EventTime).Format(time.RFC3339Nano))
+	for name, value := range cloudEventAttributes(event) {
+		h.Set("ce-"+name, value)
+	}
 }
 
 type httpOutcome int

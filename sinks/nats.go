@@ -120,7 +120,7 @@ func (n *NATS) Deliver(ctx context.Context, event *v1alpha1.OfficialAccountSubsc
 		ctx, cancel = context.WithTimeout(ctx, natsTimeout)
 		defer cancel()
 	}
-	body, err := structuredCloudEvent(event, DeadLetterFrom(ctx), ReplayFrom(ctx))
+	body, err := structuredCloudEvent(ctx, event)
 	if err != nil {
 		return Permanent(err)
 	}
@@ -167,29 +167,18 @@ func (n *NATS) ensureStream(ctx context.Context) error {
 // structuredCloudEvent is the event as a CloudEvents 1.0 JSON document: the same
 // attributes as the HTTP sink's headers, the resource's spec as data.
 // A dead letter carries the extension attributes deadlettersink, deadletterreason and
-// deadlettererror; a replay's delivery, replay.
-func structuredCloudEvent(event *v1alpha1.OfficialAccountSubscription, dl *DeadLetter, replay string) ([]byte, error) {
+// deadlettererror; a replay's delivery, replay (extensionAttributes).
+func structuredCloudEvent(ctx context.Context, event *v1alpha1.OfficialAccountSubscription) ([]byte, error) {
 	data, err := cloudEventData(event)
 	if err != nil {
 		return nil, err
 	}
-	doc := map[string]any{
-		"specversion":     cloudEventsSpecVersion,
-		"id":              event.Name,
-		"source":          cloudEventSource(event.Spec.SDKAppID),
-		"type":            cloudEventType(event.Spec.Action),
-		"subject":         event.Spec.OfficialAccount,
-		"time":            eventTime(event.Spec.EventTime).Format(time.RFC3339Nano),
-		"datacontenttype": "application/json",
-		"data":            json.RawMessage(data),
+	doc := map[string]any{"datacontenttype": "application/json", "data": json.RawMessage(data)}
+	for name, value := range cloudEventAttributes(event) {
+		doc[name] = value
 	}
-	if dl != nil {
-		for name, value := range dl.attributes() {
-			doc[name] = value
-		}
-	}
-	if replay != "" {
-		doc[replayAttribute] = replay
+	for name, value := range extensionAttributes(ctx) {
+		doc[name] = value
 	}
 	return json.Marshal(doc)
 }

@@ -164,7 +164,8 @@ func TestNATSTokenAndCredsFile(t *testing.T) {
 
 // A dead letter published to NATS carries the extension attributes in the CloudEvent.
 func TestStructuredCloudEventOfADeadLetter(t *testing.T) {
-	body, err := structuredCloudEvent(sampleEvent(), &DeadLetter{Sink: "crm", Reason: "RetriesExhausted", Error: "503"}, "")
+	letter := &DeadLetter{Sink: "crm", Reason: "RetriesExhausted", Error: "503"}
+	body, err := structuredCloudEvent(WithDeadLetter(context.Background(), letter), sampleEvent())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,7 +2,6 @@ package sinks
 
 import (
 	"context"
-	"net/http"
 
 	"github.com/chat-operators/officialaccount-operator/api/v1alpha1"
 )
@@ -28,19 +27,6 @@ func ReplayFrom(ctx context.Context) string {
 
 // replayAttribute is the CloudEvents extension attribute that names the replay.
 const replayAttribute = "replay"
-
-// setReplayHeader names the replay to an HTTP receiver: the CloudEvents extension
-// attribute replay in binary mode (ce-replay), X-Replay in the Tencent format.
-func setReplayHeader(h http.Header, format v1alpha1.HTTPFormat, replay string) {
-	if replay == "" {
-		return
-	}
-	if format == v1alpha1.HTTPFormatTencent {
-		h.Set("X-Replay", replay)
-		return
-	}
-	h.Set("ce-"+replayAttribute, replay)
-}
 
 // natsMessageID is the Nats-Msg-Id of a delivery: JetStream drops a message whose id it
 // saw within its duplicate window, so a replay's carries the replay's name too; the

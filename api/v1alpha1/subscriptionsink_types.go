@@ -11,7 +11,7 @@ import (
 const LabelSinkCredentials = "officialaccount.chat-operators.dev/sink-credentials"
 
 // SubscriptionSinkSpec says which events go where, and how hard to try.
-// +kubebuilder:validation:XValidation:rule="[has(self.http), has(self.postgres), has(self.nats)].filter(d, d).size() == 1",message="set exactly one destination: http, postgres or nats"
+// +kubebuilder:validation:XValidation:rule="[has(self.http), has(self.postgres), has(self.nats), has(self.kafka)].filter(d, d).size() == 1",message="set exactly one destination: http, postgres, nats or kafka"
 type SubscriptionSinkSpec struct {
 	// SDKAppIDs limits the sink to events from these apps; empty means all.
 	// +listType=set
@@ -42,6 +42,10 @@ type SubscriptionSinkSpec struct {
 	// NATS publishes each event to a NATS subject, by default through JetStream.
 	// +optional
 	NATS *NATSDestination `json:"nats,omitempty"`
+
+	// Kafka produces each event to a Kafka topic (Tencent Cloud CKafka, or any Kafka).
+	// +optional
+	Kafka *KafkaDestination `json:"kafka,omitempty"`
 
 	// Retry says how failed deliveries are retried: InitialInterval after the first failed
 	// attempt ends, doubling up to MaxInterval.
@@ -218,6 +222,62 @@ type NATSDestination struct {
 	// such a delivery fails instead, so that no stream appears unasked.
 	// +optional
 	CreateStream bool `json:"createStream,omitempty"`
+}
+
+// KafkaDestination produces each event as one record to a Kafka topic (Tencent Cloud's
+// CKafka, or any Kafka), keyed by the Official Account ID, with an idempotent producer and
+// acks=all: a delivery is done when the brokers acknowledged it.
+type KafkaDestination struct {
+	// Brokers to bootstrap from, host:port.
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=32
+	// +kubebuilder:validation:items:MinLength=1
+	// +listType=atomic
+	Brokers []string `json:"brokers"`
+
+	// Topic to produce to. It must exist: the sink creates none.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=249
+	// +kubebuilder:validation:Pattern=`^[a-zA-Z0-9._-]+$`
+	Topic string `json:"topic"`
+
+	// Format of the record: CloudEvents (the CloudEvents Kafka binding's binary mode: ce_
+	// headers, the event's spec as JSON the value) or Tencent (the callback body as Tencent
+	// sent it).
+	// +kubebuilder:default=CloudEvents
+	// +optional
+	Format HTTPFormat `json:"format,omitempty"`
+
+	// TLS connects with TLS.
+	// +optional
+	TLS *KafkaTLS `json:"tls,omitempty"`
+
+	// SASL logs in with a username and password.
+	// +optional
+	SASL *KafkaSASL `json:"sasl,omitempty"`
+
+	// Timeout of one delivery or check: connecting, and the brokers' acknowledgement.
+	// +kubebuilder:default="10s"
+	// +optional
+	Timeout *metav1.Duration `json:"timeout,omitempty"`
+}
+
+// KafkaTLS is how a Kafka sink connects with TLS.
+type KafkaTLS struct {
+	// CABundle is PEM-encoded certificates to trust instead of the system's.
+	// +optional
+	CABundle []byte `json:"caBundle,omitempty"`
+}
+
+// KafkaSASL is how a Kafka sink logs in.
+type KafkaSASL struct {
+	// Mechanism is PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.
+	// +kubebuilder:validation:Enum=PLAIN;SCRAM-SHA-256;SCRAM-SHA-512
+	Mechanism string `json:"mechanism"`
+
+	// CredentialsSecretRef names a Secret in the sink's namespace, labelled for sinks, with
+	// the keys "username" and "password".
+	CredentialsSecretRef corev1.LocalObjectReference `json:"credentialsSecretRef"`
 }
 
 // RetryPolicy is exponential backoff: InitialInterval doubling up to MaxInterval, each
