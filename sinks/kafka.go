@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -131,22 +132,31 @@ func (k *Kafka) Deliver(ctx context.Context, event *v1alpha1.OfficialAccountSubs
 }
 
 // Check tells whether deliveries can succeed: a broker answers, takes the credentials,
-// and knows the topic.
+// knows the topic, lets the user write to it, and gives the idempotent producer its id
+// (which older brokers grant only with IdempotentWrite on the cluster).
 func (k *Kafka) Check(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, k.timeout)
 	defer cancel()
 	req := kmsg.NewPtrMetadataRequest()
+	req.IncludeTopicAuthorizedOperations = true
 	topic := kmsg.NewMetadataRequestTopic()
 	topic.Topic = kmsg.StringPtr(k.topic)
 	req.Topics = append(req.Topics, topic)
 	resp, err := req.RequestWith(ctx, k.client)
 	if err != nil {
-		return classifyKafkaError(err, k.topic)
+		return Permanent(classifyKafkaError(err, k.topic))
 	}
 	for _, t := range resp.Topics {
 		if err := kerr.ErrorForCode(t.ErrorCode); err != nil {
 			return Permanent(classifyKafkaError(err, k.topic))
 		}
+		// A broker that was not asked, or cannot tell, answers math.MinInt32.
+		if ops := t.AuthorizedOperations; ops != math.MinInt32 && ops&(1<<int32(kmsg.ACLOperationWrite)) == 0 {
+			return Permanent(fmt.Errorf("Kafka: the user may not write to topic %s", k.topic))
+		}
+	}
+	if _, _, err := k.client.ProducerID(ctx); err != nil {
+		return Permanent(classifyKafkaError(err, k.topic))
 	}
 	return nil
 }
@@ -169,6 +179,9 @@ func (k *Kafka) record(ctx context.Context, event *v1alpha1.OfficialAccountSubsc
 		return nil, fmt.Errorf("encoding the event: %w", err)
 	}
 	headers["content-type"] = "application/json"
+	// For consumers that drop repeats: the event's id, or a dead letter's own (as HTTP's
+	// Idempotency-Key), so that a dead letter is not taken for a repeat of its event.
+	headers["idempotency-key"] = MessageID(ctx, event)
 	for name, value := range extensionAttributes(ctx) {
 		if k.format == v1alpha1.HTTPFormatTencent {
 			headers[extensionHeader(name)] = value
@@ -183,9 +196,10 @@ func (k *Kafka) record(ctx context.Context, event *v1alpha1.OfficialAccountSubsc
 	return record, nil
 }
 
-// classifyKafkaError retries what time can mend (brokers down, leaders moving, timeouts,
-// refused credentials: nearly always a password being rotated) and fails for good a record
-// the broker refuses as such (too large, invalid).
+// classifyKafkaError retries what time can mend (brokers down, leaders moving, timeouts, a
+// topic being created, refused credentials or rights: nearly always a password or an ACL
+// being rotated) and fails for good a record the broker refuses as such (too large,
+// invalid).
 func classifyKafkaError(err error, topic string) error {
 	if err == nil {
 		return nil
@@ -196,9 +210,11 @@ func classifyKafkaError(err error, topic string) error {
 		return Permanent(fmt.Errorf("Kafka refused the record for topic %s: %w", topic, err))
 	case errors.Is(err, kerr.UnknownTopicOrPartition):
 		return fmt.Errorf("Kafka: topic %s does not exist: %w", topic, err)
-	case errors.Is(err, kerr.SaslAuthenticationFailed), errors.Is(err, kerr.TopicAuthorizationFailed),
-		errors.Is(err, kerr.ClusterAuthorizationFailed):
-		return fmt.Errorf("Kafka refused the credentials or their rights: %w", err)
+	case errors.Is(err, kerr.SaslAuthenticationFailed):
+		return fmt.Errorf("Kafka refused the credentials: %w", err)
+	case errors.Is(err, kerr.TopicAuthorizationFailed), errors.Is(err, kerr.ClusterAuthorizationFailed),
+		errors.Is(err, kerr.TransactionalIDAuthorizationFailed):
+		return fmt.Errorf("Kafka refused the user the rights on topic %s or the cluster: %w", topic, err)
 	}
-	return fmt.Errorf("Kafka: producing to %s: %w", topic, err)
+	return fmt.Errorf("Kafka (topic %s): %w", topic, err)
 }

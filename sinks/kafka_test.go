@@ -1,20 +1,25 @@
 package sinks
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"encoding/json"
 	"encoding/pem"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/chat-operators/officialaccount-operator/api/v1alpha1"
 	"github.com/chat-operators/officialaccount-operator/internal/testenv"
@@ -129,31 +134,58 @@ func TestKafkaProducesEachEventAsABinaryCloudEvent(t *testing.T) {
 	}
 }
 
-// The Tencent format is the callback body as Tencent sent it; a replay and a dead letter
-// carry their attributes as headers.
+// The Tencent format is the callback body as Tencent sent it, with headers of its own for
+// a replay and a dead letter; in CloudEvents they are extension attributes. A dead letter
+// has an idempotency key of its own, so that it is not taken for a repeat of its event.
 func TestKafkaTencentFormatReplayAndDeadLetter(t *testing.T) {
 	cluster := startKafka(t)
 	tencent := newKafka(t, KafkaConfig{Brokers: cluster.ListenAddrs(), Format: v1alpha1.HTTPFormatTencent})
 	cloudEvents := newKafka(t, KafkaConfig{Brokers: cluster.ListenAddrs()})
-	if err := tencent.Deliver(WithReplay(context.Background(), "lost-by-crm"), sampleEvent()); err != nil {
-		t.Fatal(err)
+	letter := &DeadLetter{Sink: "crm", Reason: "Rejected", Error: "400 Bad Request"}
+	replayed := WithReplay(context.Background(), "lost-by-crm")
+	for _, delivery := range []struct {
+		sink *Kafka
+		ctx  context.Context
+	}{{tencent, replayed}, {tencent, WithDeadLetter(context.Background(), letter)}, {cloudEvents, WithDeadLetter(context.Background(), letter)}} {
+		if err := delivery.sink.Deliver(delivery.ctx, sampleEvent()); err != nil {
+			t.Fatal(err)
+		}
 	}
-	letter := &DeadLetter{Sink: "crm", Reason: "Rejected", Error: "400"}
-	if err := cloudEvents.Deliver(WithDeadLetter(context.Background(), letter), sampleEvent()); err != nil {
-		t.Fatal(err)
-	}
-	records := consumeAll(t, cluster.ListenAddrs(), 2)
+	records := consumeAll(t, cluster.ListenAddrs(), 3)
+	slices.SortFunc(records, func(a, b *kgo.Record) int { return cmp.Compare(a.Offset, b.Offset) })
+	var seen []string
 	for _, r := range records {
-		switch {
-		case header(r, "X-Replay") == "lost-by-crm":
+		headers := map[string]string{}
+		for _, h := range r.Headers {
+			headers[h.Key] = string(h.Value)
+		}
+		if headers["ce_id"] == "" {
 			var body map[string]any
 			if err := json.Unmarshal(r.Value, &body); err != nil || body["CallbackCommand"] != "OfficialAccount.CallbackAfterAddSubscriber" {
 				t.Errorf("Tencent record %s: want the callback body", r.Value)
 			}
-		case header(r, "ce_deadlettersink") == "crm" && header(r, "ce_deadletterreason") == "Rejected":
-		default:
-			t.Errorf("record headers %v: want the replay's name or the dead letter's attributes", r.Headers)
 		}
+		switch {
+		case headers["X-Replay"] == "lost-by-crm" && headers["idempotency-key"] == sampleEvent().Name:
+			seen = append(seen, "tencent replay")
+		case headers["X-Deadletter-Sink"] == "crm" && headers["X-Deadletter-Reason"] == "Rejected" &&
+			headers["X-Deadletter-Error"] == "400 Bad Request" && headers["idempotency-key"] == sampleEvent().Name+"/deadletter/crm":
+			seen = append(seen, "tencent dead letter")
+		case headers["ce_deadlettersink"] == "crm" && headers["ce_deadletterreason"] == "Rejected" &&
+			headers["ce_deadlettererror"] == "400 Bad Request" && headers["ce_id"] == sampleEvent().Name &&
+			headers["idempotency-key"] == sampleEvent().Name+"/deadletter/crm":
+			seen = append(seen, "cloudevents dead letter")
+		default:
+			t.Errorf("record headers %v", headers)
+		}
+		for key := range headers {
+			if strings.HasPrefix(key, "ce_") && headers["ce_id"] == "" {
+				t.Errorf("a Tencent-format record carries %s", key)
+			}
+		}
+	}
+	if !slices.Equal(seen, []string{"tencent replay", "tencent dead letter", "cloudevents dead letter"}) {
+		t.Errorf("records seen: %v", seen)
 	}
 }
 
@@ -194,9 +226,16 @@ func TestKafkaBrokerDownThenUp(t *testing.T) {
 	}
 }
 
-// A server that accepts connections and never answers holds a delivery no longer than its
-// timeout.
-func TestKafkaTimesOutAServerThatNeverAnswers(t *testing.T) {
+// A broker that takes a produce request and never answers it, and a server that accepts
+// connections and never answers at all, hold a delivery no longer than its timeout (with
+// room for the machine's speed: the bound checks that the deadline holds, not its
+// precision).
+func TestKafkaTimesOutABrokerThatNeverAnswers(t *testing.T) {
+	cluster := startKafka(t)
+	cluster.ControlKey(int16(kmsg.Produce), func(kmsg.Request) (kmsg.Response, error, bool) {
+		cluster.KeepControl()
+		return nil, nil, true // taken, never answered
+	})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -211,16 +250,20 @@ func TestKafkaTimesOutAServerThatNeverAnswers(t *testing.T) {
 			defer conn.Close() // held open, never answered
 		}
 	}()
-	sink := newKafka(t, KafkaConfig{Brokers: []string{ln.Addr().String()}, Timeout: time.Second})
-	done := make(chan error, 1)
-	go func() { done <- sink.Deliver(context.Background(), sampleEvent()) }()
-	select {
-	case err := <-done:
-		if err == nil || IsPermanent(err) {
-			t.Fatalf("err = %v, want a timeout to retry", err)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("the delivery did not end within 30 s with a 1 s timeout")
+	for name, brokers := range map[string][]string{"produce request in flight": cluster.ListenAddrs(), "no answer at all": {ln.Addr().String()}} {
+		t.Run(name, func(t *testing.T) {
+			sink := newKafka(t, KafkaConfig{Brokers: brokers, Timeout: time.Second})
+			done := make(chan error, 1)
+			go func() { done <- sink.Deliver(context.Background(), sampleEvent()) }()
+			select {
+			case err := <-done:
+				if err == nil || IsPermanent(err) {
+					t.Fatalf("err = %v, want a timeout to retry", err)
+				}
+			case <-time.After(15 * time.Second):
+				t.Fatal("the delivery did not end within 15 s with a 1 s timeout")
+			}
+		})
 	}
 }
 
@@ -238,7 +281,10 @@ func TestKafkaSASLAndChecks(t *testing.T) {
 			if err := good.Deliver(context.Background(), sampleEvent()); err != nil {
 				t.Fatalf("Deliver: %v", err)
 			}
-			wrong := newKafka(t, KafkaConfig{Brokers: cluster.ListenAddrs(),
+			// kfake closes the connection of a refused login rather than answering
+			// SASL_AUTHENTICATION_FAILED as Kafka does, so the check ends at its deadline
+			// here; TestClassifyKafkaError covers the broker's refusal.
+			wrong := newKafka(t, KafkaConfig{Brokers: cluster.ListenAddrs(), Timeout: time.Second,
 				SASL: KafkaSASL{Mechanism: mechanism, Username: "operator", Password: "wrong"}})
 			if err := wrong.Check(context.Background()); err == nil || strings.Contains(err.Error(), "wrong") {
 				t.Fatalf("Check with a wrong password: err = %v, want one that does not show it", err)
@@ -250,8 +296,15 @@ func TestKafkaSASLAndChecks(t *testing.T) {
 	}
 	cluster := startKafka(t)
 	missing := newKafka(t, KafkaConfig{Brokers: cluster.ListenAddrs(), Topic: "no-such-topic"})
-	if err := missing.Check(context.Background()); err == nil || !strings.Contains(err.Error(), "no-such-topic") {
+	if err := missing.Check(context.Background()); err == nil || !strings.Contains(err.Error(), "topic no-such-topic does not exist") {
 		t.Fatalf("Check of a topic that does not exist: err = %v", err)
+	}
+	readOnly := startKafka(t, kfake.EnableSASL(), kfake.EnableACLs(), kfake.User("PLAIN", "reader", "pw",
+		kfake.ACL{Resource: kmsg.ACLResourceTypeTopic, Name: kafkaTopic, Pattern: kmsg.ACLResourcePatternTypeLiteral,
+			Operation: kmsg.ACLOperationDescribe, Allow: true}))
+	reader := newKafka(t, KafkaConfig{Brokers: readOnly.ListenAddrs(), SASL: KafkaSASL{Mechanism: "PLAIN", Username: "reader", Password: "pw"}})
+	if err := reader.Check(context.Background()); err == nil || !strings.Contains(err.Error(), "may not write") {
+		t.Fatalf("Check of a user who may only describe the topic: err = %v", err)
 	}
 	if _, err := NewKafka(KafkaConfig{Brokers: []string{"x:9092"}, Topic: kafkaTopic, SASL: KafkaSASL{Mechanism: "GSSAPI"}}); err == nil {
 		t.Fatal("an unknown SASL mechanism was taken")
@@ -274,10 +327,34 @@ func TestKafkaTLS(t *testing.T) {
 		t.Fatalf("Deliver: %v", err)
 	}
 	systemRoots := newKafka(t, KafkaConfig{Brokers: cluster.ListenAddrs(), TLS: true, Timeout: time.Second})
-	if err := systemRoots.Check(context.Background()); err == nil {
-		t.Fatal("a broker whose certificate the system roots do not trust was taken")
+	if err := systemRoots.Check(context.Background()); err == nil || !strings.Contains(err.Error(), "certificate") {
+		t.Fatalf("a broker whose certificate the system roots do not trust: err = %v", err)
 	}
 	if _, err := NewKafka(KafkaConfig{Brokers: cluster.ListenAddrs(), Topic: kafkaTopic, TLS: true, CABundle: []byte("no PEM")}); err == nil {
 		t.Fatal("a caBundle without certificates was taken")
+	}
+}
+
+// What the broker answers decides whether a delivery is retried; none of it is the event's
+// fault but a record the broker refuses as such.
+func TestClassifyKafkaError(t *testing.T) {
+	tests := []struct {
+		err       error
+		permanent bool
+		says      string
+	}{
+		{kerr.SaslAuthenticationFailed, false, "refused the credentials"},
+		{kerr.TopicAuthorizationFailed, false, "refused the user the rights"},
+		{kerr.UnknownTopicOrPartition, false, "topic t does not exist"},
+		{kerr.MessageTooLarge, true, "refused the record"},
+		{fmt.Errorf("wrapped: %w", kerr.InvalidRecord), true, "refused the record"},
+		{kerr.NotLeaderForPartition, false, "topic t"},
+		{context.DeadlineExceeded, false, "deadline"},
+	}
+	for _, tt := range tests {
+		got := classifyKafkaError(tt.err, "t")
+		if IsPermanent(got) != tt.permanent || !strings.Contains(got.Error(), tt.says) {
+			t.Errorf("%v: %v (permanent %v), want permanent %v saying %q", tt.err, got, IsPermanent(got), tt.permanent, tt.says)
+		}
 	}
 }
