@@ -103,6 +103,13 @@ func TestSamplesApplyToARealAPIServer(t *testing.T) {
 	if k := kafkaSink.Spec.Kafka; k == nil || k.SASL == nil || k.TLS == nil || k.Timeout == nil || k.Timeout.Duration != 10*time.Second {
 		t.Errorf("sample kafka sink stored as %+v", kafkaSink.Spec)
 	}
+	var redisSink v1alpha1.SubscriptionSink
+	if err := c.Get(ctx, client.ObjectKey{Namespace: "samples", Name: "followers-cache"}, &redisSink); err != nil {
+		t.Fatal(err)
+	}
+	if r := redisSink.Spec.Redis; r == nil || r.KeyPrefix != "oasub" || r.Timeout == nil || r.URLSecretRef.Key != "url" {
+		t.Errorf("sample redis sink stored as %+v", redisSink.Spec)
+	}
 	var resync v1alpha1.OfficialAccountResync
 	if err := c.Get(ctx, client.ObjectKey{Namespace: "samples", Name: "news"}, &resync); err != nil {
 		t.Fatal(err)
@@ -195,13 +202,24 @@ func TestTheAPIServerEnforcesTheCRDRules(t *testing.T) {
 			obj: &v1alpha1.SubscriptionSink{ObjectMeta: metav1.ObjectMeta{Name: "two", Namespace: "default"},
 				Spec: v1alpha1.SubscriptionSinkSpec{HTTP: &v1alpha1.HTTPDestination{URL: "https://a.example"},
 					Kafka: &v1alpha1.KafkaDestination{Brokers: []string{"b:9092"}, Topic: "t"}}},
-			wantErr: "set exactly one destination: http, postgres, nats or kafka",
+			wantErr: "set exactly one destination: http, postgres, nats, kafka or redis",
 		},
 		"a kafka sink with an unknown SASL mechanism": {
 			obj: &v1alpha1.SubscriptionSink{ObjectMeta: metav1.ObjectMeta{Name: "gssapi", Namespace: "default"},
 				Spec: v1alpha1.SubscriptionSinkSpec{Kafka: &v1alpha1.KafkaDestination{Brokers: []string{"b:9092"}, Topic: "t",
 					SASL: &v1alpha1.KafkaSASL{Mechanism: "GSSAPI", CredentialsSecretRef: corev1.LocalObjectReference{Name: "s"}}}}},
 			wantErr: "Unsupported value",
+		},
+		"a kafka sink whose broker is a URL": {
+			obj: &v1alpha1.SubscriptionSink{ObjectMeta: metav1.ObjectMeta{Name: "url-broker", Namespace: "default"},
+				Spec: v1alpha1.SubscriptionSinkSpec{Kafka: &v1alpha1.KafkaDestination{Brokers: []string{"kafka://b:9092"}, Topic: "t"}}},
+			wantErr: "should match",
+		},
+		"a kafka sink with a timeout the producer refuses": {
+			obj: &v1alpha1.SubscriptionSink{ObjectMeta: metav1.ObjectMeta{Name: "short", Namespace: "default"},
+				Spec: v1alpha1.SubscriptionSinkSpec{Kafka: &v1alpha1.KafkaDestination{Brokers: []string{"b:9092"}, Topic: "t",
+					Timeout: &metav1.Duration{Duration: 500 * time.Millisecond}}}},
+			wantErr: "timeout is at least 1s",
 		},
 		"a replay whose name is too long for its label": {
 			obj: &v1alpha1.SubscriptionReplay{ObjectMeta: metav1.ObjectMeta{Name: strings.Repeat("r", 64), Namespace: "default"},

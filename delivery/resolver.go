@@ -46,6 +46,8 @@ func (r *Resolver) Resolve(ctx context.Context, sink *v1alpha1.SubscriptionSink)
 		return r.resolveNATS(ctx, sink)
 	case sink.Spec.Kafka != nil:
 		return r.resolveKafka(ctx, sink)
+	case sink.Spec.Redis != nil:
+		return r.resolveRedis(ctx, sink)
 	default:
 		return nil, &configError{Reason: v1alpha1.ReasonInvalidConfig, Err: errors.New("the sink names no destination")}
 	}
@@ -156,6 +158,27 @@ func (r *Resolver) resolveKafka(ctx context.Context, sink *v1alpha1.Subscription
 	})
 }
 
+func (r *Resolver) resolveRedis(ctx context.Context, sink *v1alpha1.SubscriptionSink) (sinks.Sink, error) {
+	dest := sink.Spec.Redis
+	url, version, err := r.secretValue(ctx, sink.Namespace, &dest.URLSecretRef)
+	if err != nil {
+		return nil, err
+	}
+	fingerprint := fmt.Sprintf("%s/%d/%s", sink.UID, sink.Generation, version)
+	return r.Registry.Get(ctx, SinkKey(sink), fingerprint, func() (sinks.Sink, error) {
+		var timeout time.Duration
+		if dest.Timeout != nil {
+			timeout = dest.Timeout.Duration
+		}
+		s, err := sinks.NewRedis(strings.TrimSpace(url), dest.KeyPrefix, timeout)
+		if err != nil {
+			return nil, &configError{Reason: v1alpha1.ReasonInvalidSecret,
+				Err: fmt.Errorf("key %q of Secret %q: %w", dest.URLSecretRef.Key, dest.URLSecretRef.Name, err)}
+		}
+		return s, nil
+	})
+}
+
 func (r *Resolver) secretValue(ctx context.Context, namespace string, ref *corev1.SecretKeySelector) (string, string, error) {
 	return r.credentials().Value(ctx, namespace, ref)
 }
@@ -183,6 +206,9 @@ func SecretNames(sink *v1alpha1.SubscriptionSink) []string {
 	}
 	if sink.Spec.Kafka != nil && sink.Spec.Kafka.SASL != nil {
 		names = append(names, sink.Spec.Kafka.SASL.CredentialsSecretRef.Name)
+	}
+	if sink.Spec.Redis != nil {
+		names = append(names, sink.Spec.Redis.URLSecretRef.Name)
 	}
 	return names
 }

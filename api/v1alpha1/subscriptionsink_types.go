@@ -11,7 +11,7 @@ import (
 const LabelSinkCredentials = "officialaccount.chat-operators.dev/sink-credentials"
 
 // SubscriptionSinkSpec says which events go where, and how hard to try.
-// +kubebuilder:validation:XValidation:rule="[has(self.http), has(self.postgres), has(self.nats), has(self.kafka)].filter(d, d).size() == 1",message="set exactly one destination: http, postgres, nats or kafka"
+// +kubebuilder:validation:XValidation:rule="[has(self.http), has(self.postgres), has(self.nats), has(self.kafka), has(self.redis)].filter(d, d).size() == 1",message="set exactly one destination: http, postgres, nats, kafka or redis"
 type SubscriptionSinkSpec struct {
 	// SDKAppIDs limits the sink to events from these apps; empty means all.
 	// +listType=set
@@ -46,6 +46,11 @@ type SubscriptionSinkSpec struct {
 	// Kafka produces each event to a Kafka topic (Tencent Cloud CKafka, or any Kafka).
 	// +optional
 	Kafka *KafkaDestination `json:"kafka,omitempty"`
+
+	// Redis keeps each account's set of subscribers in step with the events (TencentDB for
+	// Redis, or any Redis).
+	// +optional
+	Redis *RedisDestination `json:"redis,omitempty"`
 
 	// Retry says how failed deliveries are retried: InitialInterval after the first failed
 	// attempt ends, doubling up to MaxInterval.
@@ -231,7 +236,8 @@ type KafkaDestination struct {
 	// Brokers to bootstrap from, host:port.
 	// +kubebuilder:validation:MinItems=1
 	// +kubebuilder:validation:MaxItems=32
-	// +kubebuilder:validation:items:MinLength=1
+	// +kubebuilder:validation:items:MaxLength=261
+	// +kubebuilder:validation:items:Pattern=`^[^,/\s]+:[0-9]{1,5}$`
 	// +listType=atomic
 	Brokers []string `json:"brokers"`
 
@@ -239,6 +245,7 @@ type KafkaDestination struct {
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=249
 	// +kubebuilder:validation:Pattern=`^[a-zA-Z0-9._-]+$`
+	// +kubebuilder:validation:XValidation:rule="self != '.' && self != '..'",message="topic may not be . or .."
 	Topic string `json:"topic"`
 
 	// Format of the record: CloudEvents (the CloudEvents Kafka binding's binary mode: ce_
@@ -252,12 +259,15 @@ type KafkaDestination struct {
 	// +optional
 	TLS *KafkaTLS `json:"tls,omitempty"`
 
-	// SASL logs in with a username and password.
+	// SASL logs in with a username and password. Without tls, a PLAIN password crosses
+	// the network in the clear: set both.
 	// +optional
 	SASL *KafkaSASL `json:"sasl,omitempty"`
 
-	// Timeout of one delivery or check: connecting, and the brokers' acknowledgement.
+	// Timeout of one delivery or check: connecting, and the brokers' acknowledgement. At
+	// least 1s, the least record timeout the producer takes.
 	// +kubebuilder:default="10s"
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s')",message="timeout is at least 1s"
 	// +optional
 	Timeout *metav1.Duration `json:"timeout,omitempty"`
 }
@@ -278,6 +288,29 @@ type KafkaSASL struct {
 	// CredentialsSecretRef names a Secret in the sink's namespace, labelled for sinks, with
 	// the keys "username" and "password".
 	CredentialsSecretRef corev1.LocalObjectReference `json:"credentialsSecretRef"`
+}
+
+// RedisDestination keeps, per (SDKAppID, Official Account), the set of its current
+// subscribers "{keyPrefix}:{sdkAppID}:{account}:subscribers" in step with the events, the
+// newest event time winning.
+type RedisDestination struct {
+	// URLSecretRef names a key of a Secret in the sink's namespace, labelled for sinks,
+	// holding a redis:// or rediss:// URL ("rediss://:password@redis.example:6379/0").
+	URLSecretRef corev1.SecretKeySelector `json:"urlSecretRef"`
+
+	// KeyPrefix starts every key the sink writes.
+	// +kubebuilder:default=oasub
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:Pattern=`^[^\s{}]+$`
+	// +optional
+	KeyPrefix string `json:"keyPrefix,omitempty"`
+
+	// Timeout of one delivery or check: dialling, each read and write, and the wait for a
+	// pooled connection. Default 10s.
+	// +kubebuilder:default="10s"
+	// +optional
+	Timeout *metav1.Duration `json:"timeout,omitempty"`
 }
 
 // RetryPolicy is exponential backoff: InitialInterval doubling up to MaxInterval, each

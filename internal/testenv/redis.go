@@ -1,0 +1,79 @@
+package testenv
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os/exec"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Redis is a throwaway redis-server on a free loopback port, with a password so that a
+// wrong one is refused as in production. `make test` installs Debian's redis-server where
+// it is missing.
+type Redis struct {
+	Port     int
+	Password string
+	dir      string
+	cmd      *exec.Cmd
+}
+
+// StartRedis starts a server that the test stops at its end.
+func StartRedis(t testing.TB) *Redis {
+	t.Helper()
+	port, err := FreeLoopbackPort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &Redis{Port: port, Password: "test-password-0", dir: t.TempDir()}
+	if err := r.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(r.Stop)
+	return r
+}
+
+// URL connects with the given password.
+func (r *Redis) URL(password string) string {
+	return fmt.Sprintf("redis://:%s@127.0.0.1:%d/0", password, r.Port)
+}
+
+// Start runs the server and waits until it takes connections. Its append-only file is
+// written at every command, so that a server killed and started again keeps its data, as a
+// production Redis with persistence does.
+func (r *Redis) Start() error {
+	r.cmd = exec.Command("redis-server", "--bind", "127.0.0.1", "--port", strconv.Itoa(r.Port),
+		"--requirepass", r.Password, "--save", "", "--appendonly", "yes", "--appendfsync", "always", "--dir", r.dir)
+	if err := r.cmd.Start(); err != nil {
+		return fmt.Errorf("starting redis-server (make test installs Debian's redis-server): %w", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for ctx.Err() == nil {
+		if conn, err := (&net.Dialer{}).DialContext(ctx, "tcp", fmt.Sprintf("127.0.0.1:%d", r.Port)); err == nil {
+			conn.Close()
+			return nil
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return fmt.Errorf("redis-server did not listen on port %d within 30 s", r.Port)
+}
+
+// Stop kills the server (SIGKILL, as a crash) and waits for it.
+func (r *Redis) Stop() {
+	if r.cmd != nil && r.cmd.Process != nil {
+		_ = r.cmd.Process.Kill()
+		_ = r.cmd.Wait()
+		r.cmd = nil
+	}
+}
+
+// Freeze stops the server (SIGSTOP): the kernel still accepts connections, nothing
+// answers. Thaw resumes it.
+func (r *Redis) Freeze() error { return r.cmd.Process.Signal(syscall.SIGSTOP) }
+
+// Thaw resumes a frozen server.
+func (r *Redis) Thaw() error { return r.cmd.Process.Signal(syscall.SIGCONT) }
