@@ -5,7 +5,6 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
-	"net"
 	"strconv"
 	"strings"
 	"time"
@@ -66,8 +65,11 @@ func NewRedis(url, keyPrefix string, timeout time.Duration) (*Redis, error) {
 		timeout = DefaultRedisTimeout
 	}
 	opts.DialTimeout, opts.ReadTimeout, opts.WriteTimeout, opts.PoolTimeout = timeout, timeout, timeout, timeout
-	opts.PoolSize, opts.MaxRetries = 4, -1 // the sink's backoff retries, not the client
-	opts.ClientName = "officialaccount-operator"
+	// The delivery's context ends a read or write in progress too (a lost lease cancels it),
+	// and bounds the calls of one delivery together: a new connection's handshake, EVALSHA,
+	// then EVAL after NOSCRIPT.
+	opts.ContextTimeoutEnabled = true
+	opts.PoolSize, opts.MaxRetries = 4, -1 // the sink's backoff retries commands, not the client
 	if keyPrefix == "" {
 		keyPrefix = DefaultRedisKeyPrefix
 	}
@@ -78,14 +80,15 @@ func NewRedis(url, keyPrefix string, timeout time.Duration) (*Redis, error) {
 func (r *Redis) Close() error { return r.client.Close() }
 
 // Check tells whether deliveries can succeed: the server answers, takes the credentials,
-// and lets the user run the sink's scripts.
+// and lets the user run the sink's scripts on keys under its prefix. It runs the change
+// script for an account of its own with no subscribers, which reads and writes nothing.
 func (r *Redis) Check(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, r.timeout)
 	defer cancel()
-	for _, script := range []*redis.Script{redisChange, redisDestroyed, redisSnapshot} {
-		if err := script.Load(ctx, r.client).Err(); err != nil {
-			return Permanent(classifyRedisError(err))
-		}
+	key := r.prefix + ":check:check"
+	err := redisChange.Run(ctx, r.client, []string{key + ":subscribers", key + ":events", key + ":account"}, "true", 0).Err()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return Permanent(classifyRedisError(err))
 	}
 	return nil
 }
@@ -132,24 +135,26 @@ func (r *Redis) accountKey(spec v1alpha1.OfficialAccountSubscriptionSpec) string
 	return r.prefix + ":" + spec.SDKAppID + ":" + spec.OfficialAccount
 }
 
-// classifyRedisError retries what time can mend (connection losses, timeouts, a server
-// loading or failing over, refused credentials: nearly always a password being rotated)
-// and fails for good what it cannot: a script error, a user without the rights.
+// classifyRedisError retries what time can mend: connection losses, timeouts, and the
+// server's answers that say so (busy, loading, a failover, out of memory, and refused
+// credentials, nearly always a password being rotated). Any other answer fails for good: a
+// user without the rights (NOPERM), a key of another type, a cluster that splits an
+// account's keys (CROSSSLOT, MOVED), scripting turned off.
 func classifyRedisError(err error) error {
 	if err == nil {
 		return nil
 	}
-	var netErr net.Error
-	message := err.Error()
-	switch {
-	case errors.As(err, &netErr), errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+	var reply redis.Error
+	if !errors.As(err, &reply) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
 		return fmt.Errorf("Redis: %w", err)
-	case strings.HasPrefix(message, "NOPERM"):
-		return Permanent(fmt.Errorf("Redis refused the user the command: %s", message))
-	case strings.HasPrefix(message, "WRONGPASS"), strings.HasPrefix(message, "NOAUTH"):
-		return fmt.Errorf("Redis refused the credentials: %s", message)
-	case strings.HasPrefix(message, "ERR Error running script"), strings.HasPrefix(message, "ERR user_script"):
-		return Permanent(fmt.Errorf("Redis: %s", message))
 	}
-	return fmt.Errorf("Redis: %w", err)
+	message := reply.Error()
+	code, _, _ := strings.Cut(message, " ")
+	switch code {
+	case "WRONGPASS", "NOAUTH":
+		return fmt.Errorf("Redis refused the credentials: %s", message)
+	case "BUSY", "LOADING", "READONLY", "MASTERDOWN", "OOM", "TRYAGAIN", "CLUSTERDOWN":
+		return fmt.Errorf("Redis: %s", message)
+	}
+	return Permanent(fmt.Errorf("Redis: %s", message))
 }

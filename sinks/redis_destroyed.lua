@@ -1,12 +1,12 @@
 -- An AccountDestroyed event. KEYS as redis_change.lua's; ARGV: the event time.
 -- Every subscriber with an older event is unsubscribed, and the destruction is recorded,
--- so that no older event or snapshot changes the account afterwards.
+-- so that no older event or snapshot changes the account afterwards. Only the current
+-- subscribers are read: the events hash holds everyone the account ever had.
 local t = tonumber(ARGV[1])
-local events = redis.call('HGETALL', KEYS[2])
-for i = 1, #events, 2 do
-  if tonumber(events[i + 1]) < t then
-    redis.call('HSET', KEYS[2], events[i], ARGV[1])
-    redis.call('SREM', KEYS[1], events[i])
+for _, s in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  if tonumber(redis.call('HGET', KEYS[2], s) or '-1') < t then
+    redis.call('HSET', KEYS[2], s, ARGV[1])
+    redis.call('SREM', KEYS[1], s)
   end
 end
 local destroyed = tonumber(redis.call('HGET', KEYS[3], 'destroyed_time') or '-1')
