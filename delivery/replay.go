@@ -48,21 +48,6 @@ func LabelledReplays(sub *v1alpha1.OfficialAccountSubscription) map[string]types
 	return out
 }
 
-// ReplayNames are the replays the event's labels and delivery entries name: those a plan
-// needs to look up.
-func ReplayNames(sub *v1alpha1.OfficialAccountSubscription) []string {
-	var names []string
-	for name := range LabelledReplays(sub) {
-		names = append(names, name)
-	}
-	for _, d := range sub.Status.Sinks {
-		if d.Replay != "" && !slices.Contains(names, d.Replay) {
-			names = append(names, d.Replay)
-		}
-	}
-	return names
-}
-
 // addReplays gives the event a pending delivery for each live replay that labelled it and
 // has none yet; a delivery of an earlier replay of the same name that is not under way is
 // replaced. Its give-up window starts now: the event may be days old.
