@@ -44,7 +44,7 @@ vet: ## Run go vet.
 	go vet $(GO_PACKAGES)
 
 .PHONY: test
-test: manifests generate fmt vet envtest postgres redis $(HELM) ## Run every test against a real kube-apiserver (envtest); builds what it needs.
+test: manifests generate fmt vet envtest postgres redis mariadb $(HELM) ## Run every test against a real kube-apiserver (envtest); builds what it needs.
 	KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) HELM=$(HELM) go test $(GO_PACKAGES) -count=1 -timeout 20m -coverprofile cover.out
 
 .PHONY: envtest
@@ -61,6 +61,12 @@ redis: ## Make sure Redis's server is here for the tests (installs Debian's redi
 	@command -v redis-server >/dev/null 2>&1 || \
 	  { echo ">> installing Debian's redis-server for the tests"; apt-get update -qq && \
 	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; }
+
+.PHONY: mariadb
+mariadb: ## Make sure MariaDB's server is here for the MySQL tests (installs Debian's mariadb-server if not).
+	@command -v mariadbd >/dev/null 2>&1 || test -x /usr/sbin/mariadbd || \
+	  { echo ">> installing Debian's mariadb-server for the tests"; apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mariadb-server >/dev/null; }
 
 $(ENVTEST_ASSETS)/kube-apiserver:
 	K8S_VERSION=$(K8S_VERSION) hack/envtest-binaries.sh $(ENVTEST_ASSETS)

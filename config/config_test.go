@@ -103,6 +103,14 @@ func TestSamplesApplyToARealAPIServer(t *testing.T) {
 	if k := kafkaSink.Spec.Kafka; k == nil || k.SASL == nil || k.TLS == nil || k.Timeout == nil || k.Timeout.Duration != 10*time.Second {
 		t.Errorf("sample kafka sink stored as %+v", kafkaSink.Spec)
 	}
+	var mysqlSink v1alpha1.SubscriptionSink
+	if err := c.Get(ctx, client.ObjectKey{Namespace: "samples", Name: "followers-mysql"}, &mysqlSink); err != nil {
+		t.Fatal(err)
+	}
+	if m := mysqlSink.Spec.MySQL; m == nil || m.Table != "officialaccount_subscribers" || m.CreateTable == nil || !*m.CreateTable ||
+		m.Timeout == nil || m.Timeout.Duration != 10*time.Second {
+		t.Errorf("sample mysql sink stored as %+v", mysqlSink.Spec)
+	}
 	var redisSink v1alpha1.SubscriptionSink
 	if err := c.Get(ctx, client.ObjectKey{Namespace: "samples", Name: "followers-cache"}, &redisSink); err != nil {
 		t.Fatal(err)
@@ -202,7 +210,14 @@ func TestTheAPIServerEnforcesTheCRDRules(t *testing.T) {
 			obj: &v1alpha1.SubscriptionSink{ObjectMeta: metav1.ObjectMeta{Name: "two", Namespace: "default"},
 				Spec: v1alpha1.SubscriptionSinkSpec{HTTP: &v1alpha1.HTTPDestination{URL: "https://a.example"},
 					Kafka: &v1alpha1.KafkaDestination{Brokers: []string{"b:9092"}, Topic: "t"}}},
-			wantErr: "set exactly one destination: http, postgres, nats, kafka or redis",
+			wantErr: "set exactly one destination: http, postgres, mysql, nats, kafka or redis",
+		},
+		"a mysql sink whose table is too long for the tables beside it": {
+			obj: &v1alpha1.SubscriptionSink{ObjectMeta: metav1.ObjectMeta{Name: "long-table", Namespace: "default"},
+				Spec: v1alpha1.SubscriptionSinkSpec{MySQL: &v1alpha1.MySQLDestination{
+					DSNSecretRef: corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: "s"}, Key: "dsn"},
+					Table:        "app." + strings.Repeat("t", 44)}}},
+			wantErr: "should match",
 		},
 		"a kafka sink with an unknown SASL mechanism": {
 			obj: &v1alpha1.SubscriptionSink{ObjectMeta: metav1.ObjectMeta{Name: "gssapi", Namespace: "default"},

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -42,6 +43,8 @@ func (r *Resolver) Resolve(ctx context.Context, sink *v1alpha1.SubscriptionSink)
 		return r.resolveHTTP(ctx, sink)
 	case sink.Spec.Postgres != nil:
 		return r.resolvePostgres(ctx, sink)
+	case sink.Spec.MySQL != nil:
+		return r.resolveMySQL(ctx, sink)
 	case sink.Spec.NATS != nil:
 		return r.resolveNATS(ctx, sink)
 	case sink.Spec.Kafka != nil:
@@ -79,23 +82,15 @@ func (r *Resolver) resolveHTTP(ctx context.Context, sink *v1alpha1.SubscriptionS
 
 func (r *Resolver) resolvePostgres(ctx context.Context, sink *v1alpha1.SubscriptionSink) (sinks.Sink, error) {
 	dest := sink.Spec.Postgres
-	dsn, version, err := r.secretValue(ctx, sink.Namespace, &dest.DSNSecretRef)
-	if err != nil {
-		return nil, err
-	}
-	createTable := dest.CreateTable == nil || *dest.CreateTable
-	fingerprint := fmt.Sprintf("%s/%d/%s", sink.UID, sink.Generation, version)
-	return r.Registry.Get(ctx, SinkKey(sink), fingerprint, func() (sinks.Sink, error) {
-		var timeout time.Duration
-		if dest.Timeout != nil {
-			timeout = dest.Timeout.Duration
-		}
-		s, err := sinks.NewPostgres(strings.TrimSpace(dsn), dest.Table, createTable, timeout)
-		if err != nil {
-			return nil, &configError{Reason: v1alpha1.ReasonInvalidSecret,
-				Err: fmt.Errorf("key %q of Secret %q: %w", dest.DSNSecretRef.Key, dest.DSNSecretRef.Name, err)}
-		}
-		return s, nil
+	return r.resolveFromSecretValue(ctx, sink, &dest.DSNSecretRef, func(dsn string) (sinks.Sink, error) {
+		return sinks.NewPostgres(dsn, dest.Table, dest.CreateTable == nil || *dest.CreateTable, durationOf(dest.Timeout))
+	})
+}
+
+func (r *Resolver) resolveMySQL(ctx context.Context, sink *v1alpha1.SubscriptionSink) (sinks.Sink, error) {
+	dest := sink.Spec.MySQL
+	return r.resolveFromSecretValue(ctx, sink, &dest.DSNSecretRef, func(dsn string) (sinks.Sink, error) {
+		return sinks.NewMySQL(dsn, dest.Table, dest.CreateTable == nil || *dest.CreateTable, durationOf(dest.Timeout))
 	})
 }
 
@@ -128,12 +123,10 @@ func (r *Resolver) resolveNATS(ctx context.Context, sink *v1alpha1.SubscriptionS
 
 func (r *Resolver) resolveKafka(ctx context.Context, sink *v1alpha1.SubscriptionSink) (sinks.Sink, error) {
 	dest := sink.Spec.Kafka
-	cfg := sinks.KafkaConfig{Brokers: dest.Brokers, Topic: dest.Topic, Format: dest.Format, TLS: dest.TLS != nil}
+	cfg := sinks.KafkaConfig{Brokers: dest.Brokers, Topic: dest.Topic, Format: dest.Format, TLS: dest.TLS != nil,
+		Timeout: durationOf(dest.Timeout)}
 	if dest.TLS != nil {
 		cfg.CABundle = dest.TLS.CABundle
-	}
-	if dest.Timeout != nil {
-		cfg.Timeout = dest.Timeout.Duration
 	}
 	fingerprint := fmt.Sprintf("%s/%d", sink.UID, sink.Generation)
 	if sasl := dest.SASL; sasl != nil {
@@ -160,23 +153,36 @@ func (r *Resolver) resolveKafka(ctx context.Context, sink *v1alpha1.Subscription
 
 func (r *Resolver) resolveRedis(ctx context.Context, sink *v1alpha1.SubscriptionSink) (sinks.Sink, error) {
 	dest := sink.Spec.Redis
-	url, version, err := r.secretValue(ctx, sink.Namespace, &dest.URLSecretRef)
+	return r.resolveFromSecretValue(ctx, sink, &dest.URLSecretRef, func(url string) (sinks.Sink, error) {
+		return sinks.NewRedis(url, dest.KeyPrefix, durationOf(dest.Timeout))
+	})
+}
+
+// resolveFromSecretValue builds a sink from one key of a Secret (a DSN, a URL), again when
+// the Secret changes. A value the sink cannot use makes the sink's reason InvalidSecret.
+func (r *Resolver) resolveFromSecretValue(ctx context.Context, sink *v1alpha1.SubscriptionSink, ref *corev1.SecretKeySelector,
+	build func(value string) (sinks.Sink, error)) (sinks.Sink, error) {
+	value, version, err := r.secretValue(ctx, sink.Namespace, ref)
 	if err != nil {
 		return nil, err
 	}
 	fingerprint := fmt.Sprintf("%s/%d/%s", sink.UID, sink.Generation, version)
 	return r.Registry.Get(ctx, SinkKey(sink), fingerprint, func() (sinks.Sink, error) {
-		var timeout time.Duration
-		if dest.Timeout != nil {
-			timeout = dest.Timeout.Duration
-		}
-		s, err := sinks.NewRedis(strings.TrimSpace(url), dest.KeyPrefix, timeout)
+		s, err := build(strings.TrimSpace(value))
 		if err != nil {
 			return nil, &configError{Reason: v1alpha1.ReasonInvalidSecret,
-				Err: fmt.Errorf("key %q of Secret %q: %w", dest.URLSecretRef.Key, dest.URLSecretRef.Name, err)}
+				Err: fmt.Errorf("key %q of Secret %q: %w", ref.Key, ref.Name, err)}
 		}
 		return s, nil
 	})
+}
+
+// durationOf is d's duration, or 0 (the sink's default) when unset.
+func durationOf(d *metav1.Duration) time.Duration {
+	if d == nil {
+		return 0
+	}
+	return d.Duration
 }
 
 func (r *Resolver) secretValue(ctx context.Context, namespace string, ref *corev1.SecretKeySelector) (string, string, error) {
@@ -200,6 +206,9 @@ func SecretNames(sink *v1alpha1.SubscriptionSink) []string {
 	}
 	if sink.Spec.Postgres != nil {
 		names = append(names, sink.Spec.Postgres.DSNSecretRef.Name)
+	}
+	if sink.Spec.MySQL != nil {
+		names = append(names, sink.Spec.MySQL.DSNSecretRef.Name)
 	}
 	if sink.Spec.NATS != nil && sink.Spec.NATS.CredentialsSecretRef != nil {
 		names = append(names, sink.Spec.NATS.CredentialsSecretRef.Name)

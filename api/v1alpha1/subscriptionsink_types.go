@@ -11,7 +11,7 @@ import (
 const LabelSinkCredentials = "officialaccount.chat-operators.dev/sink-credentials"
 
 // SubscriptionSinkSpec says which events go where, and how hard to try.
-// +kubebuilder:validation:XValidation:rule="[has(self.http), has(self.postgres), has(self.nats), has(self.kafka), has(self.redis)].filter(d, d).size() == 1",message="set exactly one destination: http, postgres, nats, kafka or redis"
+// +kubebuilder:validation:XValidation:rule="[has(self.http), has(self.postgres), has(self.mysql), has(self.nats), has(self.kafka), has(self.redis)].filter(d, d).size() == 1",message="set exactly one destination: http, postgres, mysql, nats, kafka or redis"
 type SubscriptionSinkSpec struct {
 	// SDKAppIDs limits the sink to events from these apps; empty means all.
 	// +listType=set
@@ -38,6 +38,11 @@ type SubscriptionSinkSpec struct {
 	// events.
 	// +optional
 	Postgres *PostgresDestination `json:"postgres,omitempty"`
+
+	// MySQL keeps a table of who follows which Official Account in step with the events,
+	// as Postgres does (TencentDB for MySQL, TDSQL-C for MySQL, any MySQL 8 or MariaDB).
+	// +optional
+	MySQL *MySQLDestination `json:"mysql,omitempty"`
 
 	// NATS publishes each event to a NATS subject, by default through JetStream.
 	// +optional
@@ -194,6 +199,34 @@ type PostgresDestination struct {
 	// Timeout of one delivery or check, from waiting for a connection of the pool to the
 	// statement's end; it is also the connect timeout and the statement_timeout, unless
 	// the connection string sets those. Default 10s.
+	// +optional
+	Timeout *metav1.Duration `json:"timeout,omitempty"`
+}
+
+// MySQLDestination is a MySQL table with one row per (SDKAppID, Official Account,
+// subscriber), kept as PostgresDestination's is: whether the member follows the account
+// now, as of which event. Beside it the sink keeps <table>_accounts,
+// <table>_snapshot_parts and <table>_snapshot_subscribers.
+type MySQLDestination struct {
+	// DSNSecretRef names a key of a Secret in the sink's namespace, labelled for sinks,
+	// holding a go-sql-driver/mysql DSN ("user:password@tcp(mysql.example:3306)/db?tls=true").
+	DSNSecretRef corev1.SecretKeySelector `json:"dsnSecretRef"`
+
+	// Table to keep, optionally qualified by its database. At most 43 characters, so that
+	// the tables beside it stay within MySQL's 64.
+	// +kubebuilder:default=officialaccount_subscribers
+	// +kubebuilder:validation:Pattern=`^([a-z_][a-z0-9_]{0,63}\.)?[a-z_][a-z0-9_]{0,42}$`
+	// +optional
+	Table string `json:"table,omitempty"`
+
+	// CreateTable creates the tables if they do not exist.
+	// +kubebuilder:default=true
+	// +optional
+	CreateTable *bool `json:"createTable,omitempty"`
+
+	// Timeout of one delivery or check, from waiting for a connection of the pool to the
+	// commit; it is also the connect, read and write timeout, unless the DSN sets those.
+	// +kubebuilder:default="10s"
 	// +optional
 	Timeout *metav1.Duration `json:"timeout,omitempty"`
 }
