@@ -6,8 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
-	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-sql-driver/mysql"
@@ -39,8 +40,10 @@ type MySQL struct {
 	createTable bool
 	timeout     time.Duration
 
-	mu      sync.Mutex
-	created bool
+	// creating admits one delivery at a time to create the tables, and lets the others
+	// waiting for it give up at their deadline.
+	creating chan struct{}
+	created  atomic.Bool
 }
 
 // NewMySQL makes a sink with its own connection pool on a go-sql-driver/mysql DSN; it
@@ -48,32 +51,13 @@ type MySQL struct {
 // (DefaultMySQLTimeout when 0), which is also the connect, read and write timeout unless
 // the DSN sets them.
 func NewMySQL(dsn, table string, createTable bool, timeout time.Duration) (*MySQL, error) {
-	cfg, err := mysql.ParseDSN(dsn)
-	if err != nil {
-		// The parser's message may quote the DSN, password included: say only what is wrong.
-		return nil, errors.New("the DSN is not a valid go-sql-driver/mysql DSN (user:password@tcp(host:3306)/database)")
-	}
 	if timeout <= 0 {
 		timeout = DefaultMySQLTimeout
 	}
-	for _, t := range []*time.Duration{&cfg.Timeout, &cfg.ReadTimeout, &cfg.WriteTimeout} {
-		if *t == 0 {
-			*t = timeout
-		}
+	cfg, err := mysqlConfig(dsn, timeout)
+	if err != nil {
+		return nil, err
 	}
-	// Event times are stored as UTC DATETIMEs, whatever the server's time zone.
-	cfg.Loc, cfg.ParseTime = time.UTC, true
-	if cfg.Params == nil {
-		cfg.Params = map[string]string{}
-	}
-	cfg.Params["time_zone"] = "'+00:00'"
-	// A value too long for its column fails the statement instead of being cut short.
-	if _, set := cfg.Params["sql_mode"]; !set {
-		cfg.Params["sql_mode"] = "CONCAT_WS(',', NULLIF(@@sql_mode, ''), 'STRICT_ALL_TABLES')"
-	}
-	// One round trip per statement, not three (prepare, execute, close).
-	cfg.InterpolateParams = true
-	cfg.Logger = mysqlDriverLog{}
 	connector, err := mysql.NewConnector(cfg)
 	if err != nil {
 		return nil, errors.New("the DSN's settings are not valid (a collation, charset or TLS setting)")
@@ -86,7 +70,49 @@ func NewMySQL(dsn, table string, createTable bool, timeout time.Duration) (*MySQ
 	if table == "" {
 		table = DefaultMySQLTable
 	}
-	return &MySQL{db: db, table: newMySQLTable(table), createTable: createTable, timeout: timeout}, nil
+	return &MySQL{db: db, table: newMySQLTable(table), createTable: createTable, timeout: timeout,
+		creating: make(chan struct{}, 1)}, nil
+}
+
+// mysqlConfig is the DSN's configuration with the sink's settings where the DSN sets none.
+func mysqlConfig(dsn string, timeout time.Duration) (*mysql.Config, error) {
+	cfg, err := mysql.ParseDSN(dsn)
+	if err != nil {
+		// The parser's message may quote the DSN, password included: say only what is wrong.
+		return nil, errors.New("the DSN is not a valid go-sql-driver/mysql DSN (user:password@tcp(host:3306)/database)")
+	}
+	for _, t := range []*time.Duration{&cfg.Timeout, &cfg.ReadTimeout, &cfg.WriteTimeout} {
+		if *t == 0 {
+			*t = timeout
+		}
+	}
+	if cfg.Params == nil {
+		cfg.Params = map[string]string{}
+	}
+	setDefault := func(name, value string) {
+		if _, set := cfg.Params[name]; !set {
+			cfg.Params[name] = value
+		}
+	}
+	// The server gives up waiting for a lock (1205, retried) before the sink gives up on the
+	// delivery: a client that goes away does not end the server's wait, and the transaction
+	// would go on holding the locks it has, the account's among them, for InnoDB's default
+	// 50 s (a year for a table's metadata lock).
+	lockWait := strconv.Itoa(int(max(time.Second, timeout/2) / time.Second))
+	setDefault("innodb_lock_wait_timeout", lockWait)
+	setDefault("lock_wait_timeout", lockWait)
+	// A value too long for its column fails the statement instead of being cut short.
+	setDefault("sql_mode", "CONCAT_WS(',', NULLIF(@@sql_mode, ''), 'STRICT_ALL_TABLES')")
+	// Event times are stored as UTC DATETIMEs, whatever the server's time zone.
+	cfg.Loc, cfg.ParseTime = time.UTC, true
+	cfg.Params["time_zone"] = "'+00:00'"
+	// A primary demoted in a failover answers 1290: the driver drops that connection, and
+	// the retry dials the new primary.
+	cfg.RejectReadOnly = true
+	// One round trip per statement, not three (prepare, execute, close).
+	cfg.InterpolateParams = true
+	cfg.Logger = mysqlDriverLog{}
+	return cfg, nil
 }
 
 // Close closes the pool.
@@ -125,10 +151,12 @@ func (t mysqlTable) snapshotParts() string       { return t.with("_snapshot_part
 func (t mysqlTable) snapshotSubscribers() string { return t.with("_snapshot_subscribers") }
 
 // MySQLTablesDDL creates the sink's table and those beside it. Identifiers compare as
-// bytes (utf8mb4_bin), as Tencent's do; the lengths are Tencent's limits.
-func MySQLTablesDDL(table string) []string {
+// bytes, as Tencent's do, under collation: utf8mb4_0900_bin on MySQL 8, utf8mb4_nopad_bin
+// on MariaDB (utf8mb4_bin ignores trailing spaces, which would make "bob" and "bob " one
+// subscriber). The lengths are Tencent's limits.
+func MySQLTablesDDL(table, collation string) []string {
 	t := newMySQLTable(table)
-	const options = " ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"
+	options := " ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=" + collation
 	return []string{
 		`CREATE TABLE IF NOT EXISTS ` + t.subscribers() + ` (
   sdk_app_id       VARCHAR(20)  NOT NULL,
@@ -166,36 +194,71 @@ func MySQLTablesDDL(table string) []string {
 	}
 }
 
+// noPadCollation is the server's binary utf8mb4 collation that does not pad, or
+// utf8mb4_bin on a server that has none (MySQL 5.7).
+func (m *MySQL) noPadCollation(ctx context.Context) (string, error) {
+	var name string
+	err := m.db.QueryRowContext(ctx, `SELECT COLLATION_NAME FROM information_schema.COLLATIONS
+WHERE COLLATION_NAME IN ('utf8mb4_0900_bin', 'utf8mb4_nopad_bin') ORDER BY COLLATION_NAME LIMIT 1`).Scan(&name)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "utf8mb4_bin", nil
+	}
+	return name, classifyMySQLError(err)
+}
+
 // Check tells whether deliveries can succeed: the server answers, takes the credentials,
-// has the tables (creating them if asked to) and lets the user write them. Each write it
-// tries matches no row, so it changes nothing, but MySQL checks the privileges first.
+// has the tables (creating them if asked to) and lets the user write them as deliveries do.
+// Each write it tries matches no row, in a transaction it rolls back, so it changes
+// nothing, but MySQL checks the privileges first.
 func (m *MySQL) Check(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, m.timeout)
 	defer cancel()
 	if err := m.ensureTables(ctx); err != nil {
 		return err
 	}
-	t := m.table
-	var probes []string
-	for _, table := range []string{t.subscribers(), t.accounts(), t.snapshotParts(), t.snapshotSubscribers()} {
-		probes = append(probes,
-			"INSERT INTO "+table+" SELECT * FROM "+table+" WHERE FALSE",
-			"DELETE FROM "+table+" WHERE FALSE")
+	tx, err := m.begin(ctx)
+	if err != nil {
+		return err
 	}
-	probes = append(probes, "UPDATE "+t.subscribers()+" SET subscribed = subscribed WHERE FALSE",
-		"UPDATE "+t.accounts()+" SET snapshot_time = snapshot_time WHERE FALSE")
-	for _, probe := range probes {
-		if _, err := m.db.ExecContext(ctx, probe); err != nil {
+	defer func() { _ = tx.Rollback() }()
+	for _, probe := range m.table.privilegeProbes() {
+		if _, err := tx.ExecContext(ctx, probe); err != nil {
 			return classifyMySQLError(err)
 		}
 	}
 	return nil
 }
 
+// privilegeProbes need the privileges deliveries use: INSERT and UPDATE (ON DUPLICATE KEY
+// UPDATE) on every table, DELETE on the snapshot tables.
+func (t mysqlTable) privilegeProbes() []string {
+	var probes []string
+	for _, table := range []struct{ name, key string }{{t.subscribers(), "sdk_app_id"}, {t.accounts(), "sdk_app_id"},
+		{t.snapshotParts(), "snapshot_id"}, {t.snapshotSubscribers(), "snapshot_id"}} {
+		probes = append(probes, "INSERT INTO "+table.name+" SELECT * FROM "+table.name+" WHERE FALSE",
+			"UPDATE "+table.name+" SET "+table.key+" = "+table.key+" WHERE FALSE")
+	}
+	return append(probes, "DELETE FROM "+t.snapshotParts()+" WHERE FALSE", "DELETE FROM "+t.snapshotSubscribers()+" WHERE FALSE")
+}
+
+// begin starts a READ COMMITTED transaction, as PostgreSQL's: every read after the
+// account's lock is a locking read or a statement's own, and REPEATABLE READ's gap locks
+// would make neighbouring accounts wait for each other.
+func (m *MySQL) begin(ctx context.Context) (*sql.Tx, error) {
+	tx, err := m.db.BeginTx(ctx, &sql.TxOptions{Isolation: sql.LevelReadCommitted})
+	if err != nil {
+		return nil, classifyMySQLError(err)
+	}
+	return tx, nil
+}
+
 // Deliver applies the event in one transaction.
 func (m *MySQL) Deliver(ctx context.Context, event *v1alpha1.OfficialAccountSubscription) error {
 	ctx, cancel := context.WithTimeout(ctx, m.timeout)
 	defer cancel()
+	if year := time.UnixMilli(event.Spec.EventTime).UTC().Year(); year < 1000 || year > 9999 {
+		return Permanent(fmt.Errorf("MySQL: the event time %d is outside DATETIME's years 1000 to 9999", event.Spec.EventTime))
+	}
 	if err := m.ensureTables(ctx); err != nil {
 		return err
 	}
@@ -246,21 +309,31 @@ VALUES `+rows+"\n"+mysqlNewerWins, args...)
 	})
 }
 
+// ensureTables creates the tables once, if asked to. One delivery creates them; the others
+// wait for it, each no longer than its own deadline.
 func (m *MySQL) ensureTables(ctx context.Context) error {
-	if !m.createTable {
+	if !m.createTable || m.created.Load() {
 		return nil
 	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.created {
+	select {
+	case m.creating <- struct{}{}:
+	case <-ctx.Done():
+		return fmt.Errorf("MySQL: waiting for the tables to be created: %w", ctx.Err())
+	}
+	defer func() { <-m.creating }()
+	if m.created.Load() {
 		return nil
 	}
-	for _, ddl := range MySQLTablesDDL(m.table.qualified()) {
+	collation, err := m.noPadCollation(ctx)
+	if err != nil {
+		return err
+	}
+	for _, ddl := range MySQLTablesDDL(m.table.qualified(), collation) {
 		if _, err := m.db.ExecContext(ctx, ddl); err != nil {
 			return classifyMySQLError(err)
 		}
 	}
-	m.created = true
+	m.created.Store(true)
 	return nil
 }
 
@@ -287,8 +360,9 @@ func classifyMySQLError(err error) error {
 	case 1045: // ER_ACCESS_DENIED_ERROR: a wrong user or password
 		return fmt.Errorf("MySQL refused the credentials: %w", myErr)
 	case 1044, 1142, 1143, 1227, // no privilege on the database, table, column, or for the operation
-		1049, 1146, 1054, // no such database, table or column
-		1064, 1406, 1366: // a statement or a value the server does not take
+		1046, 1049, 1146, 1054, // no database chosen (the DSN names none); no such database, table or column
+		1064, 1406, 1366, 1292, 1264, // a statement or a value the server does not take
+		1665: // READ COMMITTED with binlog_format=STATEMENT: the server must log ROW or MIXED
 		return Permanent(fmt.Errorf("MySQL: %w", myErr))
 	}
 	return fmt.Errorf("MySQL: %w", myErr)

@@ -51,9 +51,9 @@ func (a mysqlAccount) supersedes(t time.Time) bool {
 // transactions could both hold and both wait to upgrade.
 func (m *MySQL) inAccountTx(ctx context.Context, spec v1alpha1.OfficialAccountSubscriptionSpec, mode accountLockMode,
 	apply func(*sql.Tx, mysqlAccount) error) error {
-	tx, err := m.db.BeginTx(ctx, nil)
+	tx, err := m.begin(ctx)
 	if err != nil {
-		return classifyMySQLError(err)
+		return err
 	}
 	defer func() { _ = tx.Rollback() }() // after a commit, a no-op; the read and write timeouts bound it
 	insert, lock := "INSERT IGNORE INTO %s (sdk_app_id, official_account) VALUES (?, ?)", "LOCK IN SHARE MODE"
@@ -129,7 +129,7 @@ VALUES (?, ?, ?, ?, ?, ?) ON DUPLICATE KEY UPDATE parts = VALUES(parts)`,
 func (m *MySQL) applySnapshot(ctx context.Context, tx *sql.Tx, event *v1alpha1.OfficialAccountSubscription, at time.Time) error {
 	spec, snap, t := event.Spec, event.Spec.Snapshot, m.table
 	account := []any{spec.SDKAppID, spec.OfficialAccount}
-	return mysqlExecAll(ctx, tx, []statement{
+	return mysqlExecAll(ctx, tx, append([]statement{
 		{`INSERT INTO ` + t.subscribers() + `
   (sdk_app_id, official_account, subscriber, subscribed, event_time, operator, event_id, updated_at)
 SELECT ?, ?, listed.subscriber, TRUE, ?, '', ?, UTC_TIMESTAMP(3) FROM ` + t.snapshotSubscribers() + ` AS listed
@@ -139,15 +139,21 @@ WHERE listed.snapshot_id = ? ORDER BY listed.subscriber
 WHERE sdk_app_id = ? AND official_account = ? AND subscribed AND event_time < ?
   AND subscriber NOT IN (SELECT subscriber FROM ` + t.snapshotSubscribers() + ` WHERE snapshot_id = ?)`,
 			[]any{snap.ID, at, spec.SDKAppID, spec.OfficialAccount, at, snap.ID}},
-		{`DELETE listed FROM ` + t.snapshotSubscribers() + ` AS listed JOIN ` + t.snapshotParts() + ` AS part
-  ON part.snapshot_id = listed.snapshot_id
-WHERE part.sdk_app_id = ? AND part.official_account = ? AND (part.snapshot_id = ? OR part.snapshot_time < ?)`,
-			append(account, snap.ID, at)},
-		{`DELETE FROM ` + t.snapshotParts() + ` WHERE sdk_app_id = ? AND official_account = ? AND (snapshot_id = ? OR snapshot_time < ?)`,
-			append(account, snap.ID, at)},
 		{`UPDATE ` + t.accounts() + ` SET snapshot_time = ? WHERE sdk_app_id = ? AND official_account = ?`,
 			append([]any{at}, account...)},
-	})
+	}, m.dropPartsBefore(spec, snap.ID, at)...))
+}
+
+// dropPartsBefore deletes the account's snapshot parts (and their subscribers) older than
+// at, which can no longer be applied, and those of the snapshot named applied.
+func (m *MySQL) dropPartsBefore(spec v1alpha1.OfficialAccountSubscriptionSpec, applied string, at time.Time) []statement {
+	t, args := m.table, []any{spec.SDKAppID, spec.OfficialAccount, applied, at}
+	return []statement{
+		{`DELETE listed FROM ` + t.snapshotSubscribers() + ` AS listed JOIN ` + t.snapshotParts() + ` AS part
+  ON part.snapshot_id = listed.snapshot_id
+WHERE part.sdk_app_id = ? AND part.official_account = ? AND (part.snapshot_id = ? OR part.snapshot_time < ?)`, args},
+		{`DELETE FROM ` + t.snapshotParts() + ` WHERE sdk_app_id = ? AND official_account = ? AND (snapshot_id = ? OR snapshot_time < ?)`, args},
+	}
 }
 
 // deliverDestroyed unsubscribes every row of the account older than the event, and
@@ -159,12 +165,12 @@ func (m *MySQL) deliverDestroyed(ctx context.Context, event *v1alpha1.OfficialAc
 		if account.destroyedAtOrAfter(at) {
 			return nil
 		}
-		return mysqlExecAll(ctx, tx, []statement{
+		return mysqlExecAll(ctx, tx, append([]statement{
 			{`UPDATE ` + m.table.subscribers() + ` SET subscribed = FALSE, operator = ?, event_id = ?, updated_at = UTC_TIMESTAMP(3), event_time = ?
 WHERE sdk_app_id = ? AND official_account = ? AND subscribed AND event_time < ?`,
 				[]any{spec.OwnerAccount, event.Name, at, spec.SDKAppID, spec.OfficialAccount, at}},
 			{`UPDATE ` + m.table.accounts() + ` SET destroyed_time = ? WHERE sdk_app_id = ? AND official_account = ?`,
 				[]any{at, spec.SDKAppID, spec.OfficialAccount}},
-		})
+		}, m.dropPartsBefore(spec, "", at)...))
 	})
 }

@@ -192,9 +192,9 @@ func TestMySQLFaults(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// Another client holds the account's row: the sink waits out the server's lock wait
-	// timeout (1205) and is told to retry.
-	hurried := newMySQLSink(t, srv.DSN(srv.Password)+"?innodb_lock_wait_timeout=1", "", 5*time.Second)
+	// Another client holds the account's row: the sink's session gives up waiting for it
+	// after half the sink's timeout (1205), before the delivery's deadline, and is told to
+	// retry.
 	tx, err := db.Begin()
 	if err != nil {
 		t.Fatal(err)
@@ -202,12 +202,13 @@ func TestMySQLFaults(t *testing.T) {
 	if _, err := tx.Exec("SELECT * FROM " + DefaultMySQLTable + "_accounts FOR UPDATE"); err != nil {
 		t.Fatal(err)
 	}
-	err = hurried.Deliver(context.Background(), pgEvent("locked", v1alpha1.ActionAccountDestroyed, 4000))
+	patient := newMySQLSink(t, srv.DSN(srv.Password), "", 4*time.Second)
+	err = patient.Deliver(context.Background(), pgEvent("locked", v1alpha1.ActionAccountDestroyed, 4000))
 	var myErr *mysql.MySQLError
 	if _ = tx.Rollback(); !errors.As(err, &myErr) || myErr.Number != 1205 || IsPermanent(err) {
 		t.Fatalf("behind a held lock: err = %v, want 1205 to retry", err)
 	}
-	mysqlDeliver(t, hurried, pgEvent("locked", v1alpha1.ActionAccountDestroyed, 4000))
+	mysqlDeliver(t, patient, pgEvent("locked", v1alpha1.ActionAccountDestroyed, 4000))
 
 	wrong := newMySQLSink(t, srv.DSN("not-the-password"), "", 0)
 	err = wrong.Check(context.Background())
@@ -222,26 +223,47 @@ func TestMySQLFaults(t *testing.T) {
 	}
 }
 
-// A user who may read but not write the tables, or a table that is missing and not to be
-// created, fails the check for good.
+// The check asks for the privileges deliveries use, no fewer and no more: a user who may
+// not write a table as a delivery would, or a table missing and not to be created, fails
+// it for good.
 func TestMySQLChecksTheTablesAndRights(t *testing.T) {
 	srv := testenv.StartMariaDB(t)
 	db := srv.DB(t)
 	if err := newMySQLSink(t, srv.DSN(srv.Password), "", 0).Check(context.Background()); err != nil {
 		t.Fatalf("Check as a user with every right: %v", err)
 	}
-	for _, stmt := range []string{"CREATE USER 'reader'@'%' IDENTIFIED BY 'pw'", "GRANT SELECT ON oa.* TO 'reader'@'%'"} {
-		if _, err := db.Exec(stmt); err != nil {
-			t.Fatal(err)
-		}
-	}
-	reader, err := NewMySQL(fmt.Sprintf("reader:pw@tcp(127.0.0.1:%d)/oa", srv.Port), "", false, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer reader.Close()
-	if err := reader.Check(context.Background()); !IsPermanent(err) || !strings.Contains(err.Error(), "1142") {
-		t.Fatalf("Check as a user who may only read: err = %v, want a failure for good (error 1142)", err)
+	for _, tc := range []struct {
+		user    string
+		grants  []string
+		wantErr string
+	}{
+		{"reader", []string{"SELECT ON oa.*"}, "1142"},
+		{"no_update", []string{"SELECT, INSERT, DELETE ON oa.*"}, "1142"},
+		{"least", []string{"SELECT, INSERT, UPDATE ON oa.*",
+			"DELETE ON oa.officialaccount_subscribers_snapshot_parts", "DELETE ON oa.officialaccount_subscribers_snapshot_subscribers"}, ""},
+	} {
+		t.Run(tc.user, func(t *testing.T) {
+			if _, err := db.Exec("CREATE USER '" + tc.user + "'@'%' IDENTIFIED BY 'pw'"); err != nil {
+				t.Fatal(err)
+			}
+			for _, grant := range tc.grants {
+				if _, err := db.Exec("GRANT " + grant + " TO '" + tc.user + "'@'%'"); err != nil {
+					t.Fatal(err)
+				}
+			}
+			sink, err := NewMySQL(fmt.Sprintf("%s:pw@tcp(127.0.0.1:%d)/oa", tc.user, srv.Port), "", false, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer sink.Close()
+			err = sink.Check(context.Background())
+			if tc.wantErr == "" && err != nil {
+				t.Fatalf("Check with the least privileges deliveries need: %v", err)
+			}
+			if tc.wantErr != "" && (!IsPermanent(err) || !strings.Contains(err.Error(), tc.wantErr)) {
+				t.Fatalf("Check: err = %v, want a failure for good (error %s)", err, tc.wantErr)
+			}
+		})
 	}
 	missing, err := NewMySQL(srv.DSN(srv.Password), "not_there", false, 0)
 	if err != nil {
@@ -266,6 +288,8 @@ func TestClassifyMySQLError(t *testing.T) {
 		{1142, true},  // no privilege on the table
 		{1146, true},  // no such table
 		{1406, true},  // a value too long for its column
+		{1046, true},  // no database chosen: the DSN names none
+		{1665, true},  // READ COMMITTED refused with binlog_format=STATEMENT
 	} {
 		err := classifyMySQLError(&mysql.MySQLError{Number: tc.number, Message: "m"})
 		if IsPermanent(err) != tc.permanent {
@@ -283,18 +307,55 @@ func TestClassifyMySQLError(t *testing.T) {
 func TestMySQLDeliveriesAtOnce(t *testing.T) {
 	srv := testenv.StartMariaDB(t)
 	db := srv.DB(t)
-	sink := newMySQLSink(t, srv.DSN(srv.Password), "", 0)
-	mysqlDeliver(t, sink, pgEvent("before", v1alpha1.ActionSubscribe, 1000, "gone", "stays"))
 	const parts = 8
-	var events []*v1alpha1.OfficialAccountSubscription
-	for i := range int32(parts) {
-		member := fmt.Sprintf("member-%d", i)
-		events = append(events,
-			redisSnapshotPart("snap", i+1, parts, 3000, member, "stays"),
-			pgEvent("old-"+member, v1alpha1.ActionSubscribe, 2000+int64(i), member, "gone"),
-			pgEvent("new-"+member, v1alpha1.ActionSubscribe, 5000+int64(i), "after-"+member))
+	after := make([]string, parts)
+	for i := range after {
+		after[i] = fmt.Sprintf("after-member-%d", i)
 	}
-	events = append(events, pgEvent("destroyed", v1alpha1.ActionAccountDestroyed, 4000))
+	for name, tc := range map[string]struct {
+		destroyed bool
+		want      []string
+	}{
+		// The snapshot (at 3000) is applied once complete: whom it lists are subscribed, and
+		// "gone", subscribed by older events only, is not.
+		"a snapshot": {want: append(slices.Clone(after), "member-0", "member-1", "member-2", "member-3", "member-4",
+			"member-5", "member-6", "member-7", "stays")},
+		// The destruction (at 4000) leaves only the members of newer events.
+		"a snapshot and the destruction": {destroyed: true, want: after},
+	} {
+		t.Run(name, func(t *testing.T) {
+			table := "t_" + strings.ReplaceAll(name, " ", "_")
+			sink := newMySQLSink(t, srv.DSN(srv.Password), table, 0)
+			mysqlDeliver(t, sink, pgEvent("before", v1alpha1.ActionSubscribe, 1000, "gone", "stays"))
+			var events []*v1alpha1.OfficialAccountSubscription
+			for i := range int32(parts) {
+				member := fmt.Sprintf("member-%d", i)
+				events = append(events,
+					redisSnapshotPart("snap-"+table, i+1, parts, 3000, member, "stays"),
+					pgEvent("old-"+member, v1alpha1.ActionSubscribe, 2000+int64(i), member, "gone"),
+					pgEvent("new-"+member, v1alpha1.ActionSubscribe, 5000+int64(i), "after-"+member))
+			}
+			if tc.destroyed {
+				events = append(events, pgEvent("destroyed", v1alpha1.ActionAccountDestroyed, 4000))
+			}
+			deliverAtOnce(t, sink, events)
+			want := slices.Sorted(slices.Values(tc.want))
+			if got := mysqlSubscribed(t, db, table); !slices.Equal(got, want) {
+				t.Fatalf("subscribed %v, want %v", got, want)
+			}
+			var kept int
+			if err := db.QueryRow("SELECT (SELECT COUNT(*) FROM " + table + "_snapshot_parts) + (SELECT COUNT(*) FROM " +
+				table + "_snapshot_subscribers)").Scan(&kept); err != nil || kept != 0 {
+				t.Fatalf("%d rows of snapshot parts kept (err %v), want none", kept, err)
+			}
+		})
+	}
+}
+
+// deliverAtOnce delivers every event at the same time, each retried until it succeeds or
+// fails for good, as the delivery loop would, and fails the test on an error.
+func deliverAtOnce(t *testing.T, sink Sink, events []*v1alpha1.OfficialAccountSubscription) {
+	t.Helper()
 	errs := make(chan error, len(events))
 	var wg sync.WaitGroup
 	for _, ev := range events {
@@ -315,30 +376,60 @@ func TestMySQLDeliveriesAtOnce(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	want := make([]string, parts)
-	for i := range want {
-		want[i] = fmt.Sprintf("after-member-%d", i)
-	}
-	if got := mysqlSubscribed(t, db, DefaultMySQLTable); !slices.Equal(got, want) {
-		t.Fatalf("subscribed %v, want only the members of events newer than the destruction", got)
-	}
 }
 
-// A value the table cannot hold fails the event for good, and none of its subscribers is
-// written: the event is one statement, and the session is strict.
+// An event's subscribers are written by one statement, in one transaction: a value the
+// table cannot hold fails the event for good and none of its subscribers is written (the
+// server is not strict by itself: the sink's session is).
 func TestMySQLAnEventIsOneStatement(t *testing.T) {
 	srv := testenv.StartMariaDB(t)
+	db := srv.DB(t)
 	sink := newMySQLSink(t, srv.DSN(srv.Password), "", 0)
+	if err := sink.Check(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	subscribers := make([]string, 500)
 	for i := range subscribers {
 		subscribers[i] = fmt.Sprintf("user-%03d", i)
 	}
+	before := mysqlInserts(t, db)
+	mysqlDeliver(t, sink, pgEvent("five-hundred", v1alpha1.ActionSubscribe, 1000, subscribers...))
+	// One INSERT makes sure the account has its row (the lock); the other writes the 500.
+	if inserts := mysqlInserts(t, db) - before; inserts != 2 {
+		t.Fatalf("%d INSERT statements for an event of 500 subscribers, want 2", inserts)
+	}
 	subscribers[499] = strings.Repeat("x", 33) // one byte over Tencent's limit
-	err := sink.Deliver(context.Background(), pgEvent("too-long", v1alpha1.ActionSubscribe, 1000, subscribers...))
+	err := sink.Deliver(context.Background(), pgEvent("too-long", v1alpha1.ActionUnsubscribe, 2000, subscribers...))
 	if !IsPermanent(err) || !strings.Contains(err.Error(), "1406") {
 		t.Fatalf("a subscriber too long for its column: err = %v, want a failure for good (error 1406)", err)
 	}
-	if rows := mysqlRows(t, srv.DB(t), DefaultMySQLTable); len(rows) != 0 {
-		t.Fatalf("%d of the event's subscribers were written, want none", len(rows))
+	if got := mysqlSubscribed(t, db, DefaultMySQLTable); len(got) != 500 {
+		t.Fatalf("%d of 500 still subscribed after a failed Unsubscribe of them all, want 500", len(got))
+	}
+	tooLate := pgEvent("year-10000", v1alpha1.ActionSubscribe, 253402300800000, "x") // 10000-01-01
+	if err := sink.Deliver(context.Background(), tooLate); !IsPermanent(err) {
+		t.Fatalf("an event time past DATETIME's range: err = %v, want a failure for good", err)
+	}
+}
+
+// mysqlInserts is how many INSERT statements the server has run.
+func mysqlInserts(t *testing.T, db *sql.DB) int {
+	t.Helper()
+	var name string
+	var n int
+	if err := db.QueryRow("SHOW GLOBAL STATUS LIKE 'Com_insert'").Scan(&name, &n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// Subscribers differing only by trailing spaces are two, as they are to Tencent.
+func TestMySQLTrailingSpacesMakeAnotherSubscriber(t *testing.T) {
+	srv := testenv.StartMariaDB(t)
+	sink := newMySQLSink(t, srv.DSN(srv.Password), "", 0)
+	mysqlDeliver(t, sink, pgEvent("bob", v1alpha1.ActionSubscribe, 1000, "bob", "bob "),
+		pgEvent("bob-leaves", v1alpha1.ActionUnsubscribe, 2000, "bob"))
+	if got := mysqlSubscribed(t, srv.DB(t), DefaultMySQLTable); !slices.Equal(got, []string{"bob "}) {
+		t.Fatalf("subscribed %q, want only \"bob \"", got)
 	}
 }
