@@ -10,9 +10,13 @@ LOCALBIN := $(CURDIR)/bin
 CONTROLLER_GEN := $(LOCALBIN)/controller-gen
 HELM := $(LOCALBIN)/helm
 ENVTEST_ASSETS := $(LOCALBIN)/k8s/$(K8S_VERSION)
-# Every package of the module, so that a new one cannot be left out of vet and the tests
-# (bin/.scratch holds modules of its own, which ./... skips).
+# Every package of the module, so that a new one cannot be left out of vet (hack/test.sh
+# tests ./... too; bin/.scratch holds modules of its own, which ./... skips).
 GO_PACKAGES := ./...
+
+# One setting for every build (vet, the tests, the binaries they build, the tools, the
+# envtest binaries), so that Go's build cache compiles each shared package once.
+export CGO_ENABLED ?= 0
 
 SHELL := /usr/bin/env bash -o pipefail
 .SHELLFLAGS := -ec
@@ -44,29 +48,25 @@ vet: ## Run go vet.
 	go vet $(GO_PACKAGES)
 
 .PHONY: test
-test: manifests generate fmt vet envtest postgres redis mariadb $(HELM) ## Run every test against a real kube-apiserver (envtest); builds what it needs.
-	KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) HELM=$(HELM) go test $(GO_PACKAGES) -count=1 -timeout 20m -coverprofile cover.out
+test: manifests generate fmt ## Run every test against a real kube-apiserver (envtest); builds what it needs.
+	@# What the tests need is built, fetched and installed at once: module downloads and
+	@# apt overlap the compiles.
+	@$(MAKE) --no-print-directory -j4 vet envtest test-servers $(HELM)
+	KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) HELM=$(HELM) hack/test.sh
 
 .PHONY: envtest
 envtest: $(ENVTEST_ASSETS)/kube-apiserver ## Fetch or build kube-apiserver and etcd for the tests into bin/k8s.
 
-.PHONY: postgres
-postgres: ## Make sure PostgreSQL's server binaries are here for the tests (installs Debian's postgresql if not).
-	@command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
-	  { echo ">> installing Debian's postgresql for the tests"; apt-get update -qq && \
-	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; }
-
-.PHONY: redis
-redis: ## Make sure Redis's server is here for the tests (installs Debian's redis-server if not).
-	@command -v redis-server >/dev/null 2>&1 || \
-	  { echo ">> installing Debian's redis-server for the tests"; apt-get update -qq && \
-	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; }
-
-.PHONY: mariadb
-mariadb: ## Make sure MariaDB's server is here for the MySQL tests (installs Debian's mariadb-server if not).
-	@command -v mariadbd >/dev/null 2>&1 || test -x /usr/sbin/mariadbd || \
-	  { echo ">> installing Debian's mariadb-server for the tests"; apt-get update -qq && \
-	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mariadb-server >/dev/null; }
+.PHONY: test-servers
+test-servers: ## Make sure the servers the tests start are here: Debian's postgresql, redis-server and mariadb-server (one apt call for those missing).
+	@missing=""; \
+	  { command -v initdb || ls /usr/lib/postgresql/*/bin/initdb; } >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	  command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
+	  { command -v mariadbd || test -x /usr/sbin/mariadbd; } >/dev/null 2>&1 || missing="$$missing mariadb-server"; \
+	  if [ -n "$$missing" ]; then \
+	    echo ">> installing Debian's$$missing for the tests"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  fi
 
 $(ENVTEST_ASSETS)/kube-apiserver:
 	K8S_VERSION=$(K8S_VERSION) hack/envtest-binaries.sh $(ENVTEST_ASSETS)

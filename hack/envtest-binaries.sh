@@ -45,7 +45,7 @@ build_in_scratch_module() { # <name> <go.mod body> <package> <output> [ldflags]
   printf '%s\n' "$2" >"$dir/go.mod"
   printf 'package tools\n\nimport _ "%s"\n' "$3" >"$dir/tools.go"
   (cd "$dir" && GOFLAGS=-mod=mod go mod tidy >/dev/null 2>&1 || true)
-  (cd "$dir" && GOFLAGS=-mod=mod CGO_ENABLED=0 go build -trimpath -ldflags "${5:-}" -o "$4" "$3")
+  (cd "$dir" && GOFLAGS=-mod=mod CGO_ENABLED=0 go build -ldflags "${5:-}" -o "$4" "$3")
 }
 
 kubernetes_go_mod() {
@@ -67,7 +67,7 @@ if [[ ! -x "$DEST/kube-apiserver" || ! -x "$DEST/kubectl" ]]; then
   echo ">> building kube-apiserver and kubectl v$K8S_VERSION from Go modules (about 10 minutes cold)" >&2
   mod="$(kubernetes_go_mod)"
   build_in_scratch_module kubernetes "$mod" k8s.io/kubernetes/cmd/kube-apiserver "$DEST/kube-apiserver" "$(k8s_version_ldflags)"
-  (cd "$ROOT/bin/.scratch/kubernetes" && GOFLAGS=-mod=mod CGO_ENABLED=0 go build -trimpath -ldflags "$(k8s_version_ldflags)" -o "$DEST/kubectl" k8s.io/kubernetes/cmd/kubectl)
+  (cd "$ROOT/bin/.scratch/kubernetes" && GOFLAGS=-mod=mod CGO_ENABLED=0 go build -ldflags "$(k8s_version_ldflags)" -o "$DEST/kubectl" k8s.io/kubernetes/cmd/kubectl)
 fi
 
 if [[ ! -x "$DEST/etcd" ]]; then
