@@ -48,10 +48,11 @@ vet: ## Run go vet.
 	go vet $(GO_PACKAGES)
 
 .PHONY: test
-test: manifests generate fmt ## Run every test against a real kube-apiserver (envtest); builds what it needs.
+test: ## Run every test against a real kube-apiserver (envtest); builds what it needs.
+	@$(MAKE) --no-print-directory -j1 manifests generate fmt
 	@# What the tests need is built, fetched and installed at once: module downloads and
 	@# apt overlap the compiles.
-	@$(MAKE) --no-print-directory -j4 vet envtest test-servers $(HELM)
+	@$(MAKE) --no-print-directory -j4 -Otarget vet envtest test-servers $(HELM)
 	KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) HELM=$(HELM) hack/test.sh
 
 .PHONY: envtest

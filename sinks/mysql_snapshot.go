@@ -149,8 +149,10 @@ WHERE sdk_app_id = ? AND official_account = ? AND subscribed AND event_time < ?
 func (m *MySQL) dropPartsBefore(spec v1alpha1.OfficialAccountSubscriptionSpec, applied string, at time.Time) []statement {
 	t, args := m.table, []any{spec.SDKAppID, spec.OfficialAccount, applied, at}
 	return []statement{
-		{`DELETE listed FROM ` + t.snapshotSubscribers() + ` AS listed JOIN ` + t.snapshotParts() + ` AS part
-  ON part.snapshot_id = listed.snapshot_id
+		// The parts first, by the account's index: scanning the subscribers first would lock
+		// other accounts' rows.
+		{`DELETE listed FROM ` + t.snapshotParts() + ` AS part STRAIGHT_JOIN ` + t.snapshotSubscribers() + ` AS listed
+  ON listed.snapshot_id = part.snapshot_id
 WHERE part.sdk_app_id = ? AND part.official_account = ? AND (part.snapshot_id = ? OR part.snapshot_time < ?)`, args},
 		{`DELETE FROM ` + t.snapshotParts() + ` WHERE sdk_app_id = ? AND official_account = ? AND (snapshot_id = ? OR snapshot_time < ?)`, args},
 	}
