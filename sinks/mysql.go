@@ -154,8 +154,9 @@ func (t mysqlTable) snapshotSubscribers() string { return t.with("_snapshot_subs
 // bytes, as Tencent's do, under collation: utf8mb4_0900_bin on MySQL 8, utf8mb4_nopad_bin
 // on MariaDB (utf8mb4_bin ignores trailing spaces, which would make "bob" and "bob " one
 // subscriber). The lengths are Tencent's limits.
-func MySQLTablesDDL(table, collation string) []string {
-	t := newMySQLTable(table)
+func MySQLTablesDDL(table, collation string) []string { return newMySQLTable(table).ddl(collation) }
+
+func (t mysqlTable) ddl(collation string) []string {
 	options := " ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=" + collation
 	return []string{
 		`CREATE TABLE IF NOT EXISTS ` + t.subscribers() + ` (
@@ -328,20 +329,13 @@ func (m *MySQL) ensureTables(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	for _, ddl := range MySQLTablesDDL(m.table.qualified(), collation) {
+	for _, ddl := range m.table.ddl(collation) {
 		if _, err := m.db.ExecContext(ctx, ddl); err != nil {
 			return classifyMySQLError(err)
 		}
 	}
 	m.created.Store(true)
 	return nil
-}
-
-func (t mysqlTable) qualified() string {
-	if t.database != "" {
-		return t.database + "." + t.name
-	}
-	return t.name
 }
 
 // classifyMySQLError fails for good what retrying cannot mend (privileges, a missing

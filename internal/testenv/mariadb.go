@@ -8,7 +8,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"syscall"
 	"testing"
 	"time"
 
@@ -22,7 +21,7 @@ type MariaDB struct {
 	Port     int
 	Password string
 	dir      string
-	cmd      *exec.Cmd
+	serverProcess
 }
 
 // mariadbInit runs at every start, with every privilege, before the server takes
@@ -135,19 +134,3 @@ func mariadbd() string {
 	}
 	return "/usr/sbin/mariadbd"
 }
-
-// Stop kills the server (SIGKILL, as a crash) and waits for it.
-func (m *MariaDB) Stop() {
-	if m.cmd != nil && m.cmd.Process != nil {
-		_ = m.cmd.Process.Kill()
-		_ = m.cmd.Wait()
-		m.cmd = nil
-	}
-}
-
-// Freeze stops the server (SIGSTOP): the kernel still accepts connections, nothing
-// answers. Thaw resumes it.
-func (m *MariaDB) Freeze() error { return m.cmd.Process.Signal(syscall.SIGSTOP) }
-
-// Thaw resumes a frozen server.
-func (m *MariaDB) Thaw() error { return m.cmd.Process.Signal(syscall.SIGCONT) }

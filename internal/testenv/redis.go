@@ -6,7 +6,6 @@ import (
 	"net"
 	"os/exec"
 	"strconv"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -18,7 +17,7 @@ type Redis struct {
 	Port     int
 	Password string
 	dir      string
-	cmd      *exec.Cmd
+	serverProcess
 }
 
 // StartRedis starts a server that the test stops at its end.
@@ -61,19 +60,3 @@ func (r *Redis) Start() error {
 	}
 	return fmt.Errorf("redis-server did not listen on port %d within 30 s", r.Port)
 }
-
-// Stop kills the server (SIGKILL, as a crash) and waits for it.
-func (r *Redis) Stop() {
-	if r.cmd != nil && r.cmd.Process != nil {
-		_ = r.cmd.Process.Kill()
-		_ = r.cmd.Wait()
-		r.cmd = nil
-	}
-}
-
-// Freeze stops the server (SIGSTOP): the kernel still accepts connections, nothing
-// answers. Thaw resumes it.
-func (r *Redis) Freeze() error { return r.cmd.Process.Signal(syscall.SIGSTOP) }
-
-// Thaw resumes a frozen server.
-func (r *Redis) Thaw() error { return r.cmd.Process.Signal(syscall.SIGCONT) }
