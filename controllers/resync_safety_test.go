@@ -261,6 +261,28 @@ func (c secretsUnavailable) Get(ctx context.Context, key client.ObjectKey, obj c
 	return c.Client.Get(ctx, key, obj, opts...)
 }
 
+// resyncsAsFirstRead is a cache that has not caught up: it answers every Get of a resync
+// with the object as it first read it, before the run's status writes.
+type resyncsAsFirstRead struct {
+	client.Client
+	first map[client.ObjectKey]*v1alpha1.OfficialAccountResync
+}
+
+func (c *resyncsAsFirstRead) Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+	rs, ok := obj.(*v1alpha1.OfficialAccountResync)
+	if !ok {
+		return c.Client.Get(ctx, key, obj, opts...)
+	}
+	if c.first[key] == nil {
+		if err := c.Client.Get(ctx, key, rs, opts...); err != nil {
+			return err
+		}
+		c.first[key] = rs.DeepCopy()
+	}
+	c.first[key].DeepCopyInto(rs)
+	return nil
+}
+
 // snapshotLeftAtPart2 waits until the resync's one account failed at part 2 of 3 and
 // returns the snapshot it left in part.
 func snapshotLeftAtPart2(rs *v1alpha1.OfficialAccountResync) *v1alpha1.SnapshotInProgress {
@@ -587,6 +609,23 @@ var _ = Describe("A resync, made safe", func() {
 		Expect(ready).NotTo(BeNil())
 		Expect(ready.Status).To(Equal(metav1.ConditionFalse), "two accounts are not resynced yet")
 		Expect(meta.IsStatusConditionTrue(got.Status.Conditions, v1alpha1.ConditionStalled)).To(BeFalse())
+	})
+
+	It("does not list its accounts again when the cache has not yet seen its last run", func() {
+		account := uniqueAccount()
+		restStandIn.SetSubscribers(account, members("m", 3))
+		req := directResync("lagging-cache", account)
+		reconciler := directReconciler(&resyncsAsFirstRead{Client: k8s, first: map[client.ObjectKey]*v1alpha1.OfficialAccountResync{}},
+			http.DefaultTransport)
+		_, err := reconciler.Reconcile(context.Background(), req)
+		Expect(err).NotTo(HaveOccurred())
+		listing := restStandIn.CallsFor(account)
+		Expect(listing).To(BeNumerically(">", 0))
+
+		// A Secret's event, say, brings the resync back before the cache has its status.
+		_, err = reconciler.Reconcile(context.Background(), req)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(restStandIn.CallsFor(account)).To(Equal(listing), "listed again, from a status the run had replaced")
 	})
 
 	It("fails, without stalling, when its Secret cannot be read for a while", func() {

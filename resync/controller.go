@@ -114,7 +114,7 @@ func (r *Reconciler) now() time.Time {
 // Reconcile resyncs the accounts that are due, and comes back when the next one is.
 func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
 	var rs v1alpha1.OfficialAccountResync
-	if err := r.Get(ctx, req.NamespacedName, &rs); err != nil {
+	if err := r.getResync(ctx, req.NamespacedName, &rs); err != nil {
 		if client.IgnoreNotFound(err) == nil {
 			forgetMetrics(req.Namespace, req.Name)
 		}
@@ -159,6 +159,25 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 		return reconcile.Result{}, err
 	}
 	return reconcile.Result{RequeueAfter: requeueAfter(&rs.Status, r.now())}, nil
+}
+
+// getResync reads the resync past the cache. A run calls Tencent for every account it
+// finds due, and a cache that has not yet seen the last run's status (a Secret's event
+// can bring the resync back at once) would have it list them all again. Resyncs reconcile
+// a few times an interval, so the read costs the API server little.
+func (r *Reconciler) getResync(ctx context.Context, key client.ObjectKey, rs *v1alpha1.OfficialAccountResync) error {
+	ctx, cancel := context.WithTimeout(ctx, apiTimeout)
+	defer cancel()
+	return r.uncached().Get(ctx, key, rs)
+}
+
+// uncached reads from the API server itself, where the reconciler was given a reader that
+// does.
+func (r *Reconciler) uncached() client.Reader {
+	if r.APIReader != nil {
+		return r.APIReader
+	}
+	return r.Client
 }
 
 // secretsVersion is the resourceVersions of the Secrets the resync names, as the cache

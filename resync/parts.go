@@ -17,10 +17,7 @@ import (
 // a try stored, whatever its name, read past the cache so that a part just created is
 // not missed. A part delivered and deleted since counts as not stored.
 func (r *run) storedParts(ctx context.Context, plan *v1alpha1.SnapshotInProgress, account string) (map[int32][]string, error) {
-	reader := r.APIReader
-	if reader == nil {
-		reader = r.Client
-	}
+	reader := r.uncached()
 	stored := map[int32][]string{}
 	opts := []client.ListOption{client.InNamespace(r.rs.Namespace), client.Limit(storedPartsPage), client.MatchingLabels{
 		v1alpha1.LabelAction:              string(v1alpha1.ActionSnapshot),

@@ -115,7 +115,7 @@ func copyAccounts(accounts []v1alpha1.AccountResync) []v1alpha1.AccountResync {
 // succeeded records a resync of the account that stored its snapshot, ending at end.
 func succeeded(entry *v1alpha1.AccountResync, end time.Time, every time.Duration) {
 	entry.State, entry.Failures, entry.LastError, entry.LastErrorTime = v1alpha1.AccountResynced, 0, "", nil
-	entry.NextResyncTime = metaTime(end.Add(every))
+	entry.NextResyncTime = nextTime(end.Add(every))
 }
 
 // destroyed records that Tencent no longer knows an account that was destroyed: not a
@@ -123,7 +123,7 @@ func succeeded(entry *v1alpha1.AccountResync, end time.Time, every time.Duration
 func destroyed(entry *v1alpha1.AccountResync, end time.Time, every time.Duration) {
 	entry.State, entry.Failures, entry.LastError, entry.LastErrorTime = v1alpha1.AccountDestroyed, 0, "", nil
 	entry.InProgress = nil
-	entry.NextResyncTime = metaTime(end.Add(every))
+	entry.NextResyncTime = nextTime(end.Add(every))
 }
 
 // markDestroyed records an account whose AccountDestroyed event was stored: it is due at
@@ -137,13 +137,13 @@ func markDestroyed(entry *v1alpha1.AccountResync) {
 func failed(entry *v1alpha1.AccountResync, err error, end time.Time, base, every time.Duration) {
 	entry.State, entry.Failures = v1alpha1.AccountFailed, entry.Failures+1
 	entry.LastError, entry.LastErrorTime = truncate(err.Error()), metaTime(end)
-	entry.NextResyncTime = metaTime(end.Add(failureBackoff(entry.Failures, base, every)))
+	entry.NextResyncTime = nextTime(end.Add(failureBackoff(entry.Failures, base, every)))
 }
 
 // postponed puts off an account that a stalled run did not try.
 func postponed(entry *v1alpha1.AccountResync, end time.Time, base, every time.Duration) {
 	entry.Failures++
-	entry.NextResyncTime = metaTime(end.Add(failureBackoff(entry.Failures, base, every)))
+	entry.NextResyncTime = nextTime(end.Add(failureBackoff(entry.Failures, base, every)))
 }
 
 // stall is a run that could not resync any account for a reason outside the operator: the
@@ -222,6 +222,16 @@ func setCondition(st *v1alpha1.OfficialAccountResyncStatus, kind string, status 
 func metaTime(t time.Time) *metav1.Time {
 	mt := metav1.NewTime(t)
 	return &mt
+}
+
+// nextTime is a time the account is due at: the API server keeps times to the second, so
+// it is rounded up, never down, which would resync up to a second before the interval or
+// backoff has passed.
+func nextTime(t time.Time) *metav1.Time {
+	if rounded := t.Truncate(time.Second); rounded.Before(t) {
+		t = rounded.Add(time.Second)
+	}
+	return metaTime(t)
 }
 
 // maxMessageLength keeps an error in status readable and the object small.

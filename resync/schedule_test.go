@@ -97,7 +97,7 @@ func TestScheduleCountsFromTheRunsEnd(t *testing.T) {
 	succeeded(&ok, end, 10*time.Minute)
 	failed(&bad, errors.New("boom"), end, 30*time.Second, 10*time.Minute)
 	st := &v1alpha1.OfficialAccountResyncStatus{Accounts: []v1alpha1.AccountResync{ok, bad}}
-	if !ok.NextResyncTime.Equal(metaTime(end.Add(10 * time.Minute))) {
+	if !ok.NextResyncTime.Equal(nextTime(end.Add(10 * time.Minute))) {
 		t.Errorf("next after success %s", ok.NextResyncTime)
 	}
 	if got := requeueAfter(st, end); got != 30*time.Second {
@@ -154,6 +154,40 @@ func TestSummarize(t *testing.T) {
 			}
 			if tt.wantReason == v1alpha1.ReasonResyncFailed && !strings.Contains(ready.Message, "b: Tencent REST API error 130004") {
 				t.Errorf("the message does not name the failing account: %s", ready.Message)
+			}
+		})
+	}
+}
+
+// A next resync is never earlier than asked, once the API server keeps it to the second.
+func TestNextTimeRoundsUp(t *testing.T) {
+	base := time.Date(2026, 12, 2, 12, 0, 0, 0, time.UTC)
+	tests := []struct {
+		name string
+		in   time.Time
+		want time.Time
+	}{
+		{"on a second", base, base},
+		{"just past a second", base.Add(time.Millisecond), base.Add(time.Second)},
+		{"just before the next", base.Add(999 * time.Millisecond), base.Add(time.Second)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := nextTime(tt.in)
+			if !got.Time.Equal(tt.want) {
+				t.Errorf("nextTime(%s) = %s, want %s", tt.in, got.Time, tt.want)
+			}
+			// What the API server stores of it.
+			var stored metav1.Time
+			raw, err := got.MarshalJSON()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := stored.UnmarshalJSON(raw); err != nil {
+				t.Fatal(err)
+			}
+			if stored.Before(&metav1.Time{Time: tt.in}) {
+				t.Errorf("stored as %s, before %s", stored.Time, tt.in)
 			}
 		})
 	}
