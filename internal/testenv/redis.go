@@ -3,11 +3,12 @@ package testenv
 import (
 	"context"
 	"fmt"
-	"net"
 	"os/exec"
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // Redis is a throwaway redis-server on a free loopback port, with a password so that a
@@ -40,7 +41,8 @@ func (r *Redis) URL(password string) string {
 	return fmt.Sprintf("redis://:%s@127.0.0.1:%d/0", password, r.Port)
 }
 
-// Start runs the server and waits until it takes connections. Its append-only file is
+// Start runs the server and waits until it answers a PING: one still reading its
+// append-only file back takes connections but answers LOADING. Its append-only file is
 // written at every command, so that a server killed and started again keeps its data, as a
 // production Redis with persistence does.
 func (r *Redis) Start() error {
@@ -49,14 +51,19 @@ func (r *Redis) Start() error {
 	if err := r.cmd.Start(); err != nil {
 		return fmt.Errorf("starting redis-server (make test installs Debian's redis-server): %w", err)
 	}
+	client := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", r.Port), Password: r.Password,
+		DialTimeout: time.Second, ReadTimeout: time.Second, MaxRetries: -1})
+	defer client.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	for ctx.Err() == nil {
-		if conn, err := (&net.Dialer{}).DialContext(ctx, "tcp", fmt.Sprintf("127.0.0.1:%d", r.Port)); err == nil {
-			conn.Close()
+	for {
+		err := client.Ping(ctx).Err()
+		if err == nil {
 			return nil
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("redis-server did not answer on port %d within 30 s: %w", r.Port, err)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	return fmt.Errorf("redis-server did not listen on port %d within 30 s", r.Port)
 }
