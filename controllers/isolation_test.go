@@ -52,31 +52,27 @@ func timeToReceive(account string, n int, receiver *testenv.Receiver) time.Durat
 }
 
 var _ = Describe("Sinks isolated from each other", func() {
-	It("delivers to a healthy sink at its normal pace while another sink never answers", func() {
+	It("delivers every event to a healthy sink while another sink holds every delivery it is given", func() {
 		const events = 200
-		alone := testenv.NewReceiver()
-		DeferCleanup(alone.Close)
-		aloneAccount := uniqueAccount()
-		newSink("pace-alone", aloneAccount, alone)
-		withoutHung := timeToReceive(aloneAccount, events, alone)
-
 		healthy := testenv.NewReceiver()
 		DeferCleanup(healthy.Close)
 		hung := testenv.NewHungReceiver()
 		DeferCleanup(hung.Close)
 		account := uniqueAccount()
 		newSink("pace-healthy", account, healthy)
+		// The hung sink's deliveries end only at its timeout, far past this test: had the
+		// healthy sink shared its lanes, its events would wait behind them.
 		newSink("pace-hung", account, &testenv.Receiver{Server: hung.Server}, func(s *v1alpha1.SubscriptionSink) {
 			s.Spec.MaxInFlight = ptr.To[int32](2)
-			s.Spec.HTTP.Timeout = &metav1.Duration{Duration: time.Minute}
+			s.Spec.HTTP.Timeout = &metav1.Duration{Duration: 10 * time.Minute}
 		})
-		withHung := timeToReceive(account, events, healthy)
+		took := timeToReceive(account, events, healthy)
+		GinkgoWriter.Printf("%d events to a healthy sink beside a hung one in %v\n", events, took)
 
-		GinkgoWriter.Printf("%d events to a healthy sink: %v alone, %v beside a hung sink\n", events, withoutHung, withHung)
-		Expect(withHung).To(BeNumerically("<", 3*withoutHung), "the hung sink slowed the healthy one")
-		_, mostAtOnce := hung.Stats()
+		started, mostAtOnce := hung.Stats()
+		Expect(started).To(BeNumerically(">=", 1), "the hung sink was never delivered to")
+		Expect(started).To(BeNumerically("<=", 2), "a hung delivery ended before the healthy sink had every event")
 		Expect(mostAtOnce).To(BeNumerically("<=", 2), "the hung sink held more deliveries than its maxInFlight")
-		Expect(mostAtOnce).To(BeNumerically(">=", 1), "the hung sink was never delivered to")
 		Expect(healthy.Requests()).To(HaveLen(events), "the healthy sink received an event twice")
 	})
 
