@@ -17,6 +17,9 @@ GO_PACKAGES := ./...
 # One setting for every build (vet, the tests, the binaries they build, the tools, the
 # envtest binaries), so that Go's build cache compiles each shared package once.
 export CGO_ENABLED ?= 0
+# hack/tools.sh builds the tools in one scratch module beside this one's requirements.
+TOOLS := LOCALBIN=$(LOCALBIN) K8S_VERSION=$(K8S_VERSION) ENVTEST_ASSETS=$(ENVTEST_ASSETS) \
+	CONTROLLER_TOOLS_VERSION=$(CONTROLLER_TOOLS_VERSION) HELM_VERSION=$(HELM_VERSION) hack/tools.sh
 
 SHELL := /usr/bin/env bash -o pipefail
 .SHELLFLAGS := -ec
@@ -49,14 +52,19 @@ vet: ## Run go vet.
 
 .PHONY: test
 test: ## Run every test against a real kube-apiserver (envtest); builds what it needs.
-	@$(MAKE) --no-print-directory -j1 manifests generate fmt
-	@# What the tests need is built, fetched and installed at once: module downloads and
-	@# apt overlap the compiles.
-	@$(MAKE) --no-print-directory -j4 -Otarget vet envtest test-servers $(HELM)
+	@# The tools first, in one build whose packages vet and the tests then reuse; apt
+	@# installs the servers meanwhile.
+	@$(MAKE) --no-print-directory -j2 -Oline tools test-servers
+	@$(MAKE) --no-print-directory -j1 manifests generate fmt vet
 	KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) HELM=$(HELM) hack/test.sh
 
+.PHONY: tools
+tools: ## Fetch or build controller-gen, helm, and kube-apiserver, etcd and kubectl for envtest, into bin/.
+	$(TOOLS) controller-gen helm envtest
+
 .PHONY: envtest
-envtest: $(ENVTEST_ASSETS)/kube-apiserver ## Fetch or build kube-apiserver and etcd for the tests into bin/k8s.
+envtest: ## Fetch or build kube-apiserver, etcd and kubectl for the tests into bin/k8s.
+	$(TOOLS) envtest
 
 .PHONY: test-servers
 test-servers: ## Make sure the servers the tests start are here: Debian's postgresql, redis-server and mariadb-server (one apt call for those missing).
@@ -68,9 +76,6 @@ test-servers: ## Make sure the servers the tests start are here: Debian's postgr
 	    echo ">> installing Debian's$$missing for the tests"; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	  fi
-
-$(ENVTEST_ASSETS)/kube-apiserver:
-	K8S_VERSION=$(K8S_VERSION) hack/envtest-binaries.sh $(ENVTEST_ASSETS)
 
 .PHONY: bench
 bench: envtest ## Measure ingest, delivery, latency and memory against the API server's own ceiling.
@@ -105,11 +110,11 @@ deploy: manifests ## Deploy the operator with kustomize to the cluster of $KUBEC
 	kubectl apply --server-side -k config/default
 
 $(HELM):
-	GOBIN=$(LOCALBIN) go install helm.sh/helm/v4/cmd/helm@$(HELM_VERSION)
+	$(TOOLS) helm
 
 .PHONY: helm-lint
 helm-lint: $(HELM) ## Lint the Helm chart.
 	$(HELM) lint charts/officialaccount-operator --strict -f charts/officialaccount-operator/ci/default-values.yaml
 
 $(CONTROLLER_GEN):
-	GOBIN=$(LOCALBIN) go install sigs.k8s.io/controller-tools/cmd/controller-gen@$(CONTROLLER_TOOLS_VERSION)
+	$(TOOLS) controller-gen

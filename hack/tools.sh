@@ -1,0 +1,141 @@
+#!/usr/bin/env bash
+# Provides the programs that `make` runs and this module does not build itself:
+#   controller-gen   -> bin/controller-gen
+#   helm             -> bin/helm
+#   envtest          -> kube-apiserver, etcd and kubectl in bin/k8s/<version>
+# Usage: hack/tools.sh <program>...   (those already there are left alone)
+#
+# They are built from one scratch module, bin/.scratch/tools, that requires each of them
+# and everything this module requires. Go then selects one version of each module they
+# share with each other and with the tests (client-go, api, apimachinery, x/net,
+# protobuf, ...), so that its build cache compiles each shared package once for all of
+# them, for `go vet` and for the tests. Installed one by one, at each tool's own versions,
+# the same packages were compiled up to five times over, most of a cold `make test`.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+LOCALBIN="${LOCALBIN:-$ROOT/bin}"
+K8S_VERSION="${K8S_VERSION:-1.37.2}"
+ENVTEST_ASSETS="${ENVTEST_ASSETS:-$LOCALBIN/k8s/$K8S_VERSION}"
+CONTROLLER_TOOLS_VERSION="${CONTROLLER_TOOLS_VERSION:-v0.23.0}"
+HELM_VERSION="${HELM_VERSION:-v4.3.1}"
+SETUP_ENVTEST_VERSION="${SETUP_ENVTEST_VERSION:-v0.25.1}"
+# The etcd that k8s.io/kubernetes itself requires: one version in the scratch module.
+ETCD_VERSION="${ETCD_VERSION:-3.7.0}"
+SCRATCH="$LOCALBIN/.scratch/tools"
+
+# Where each program goes, and the package it is built from.
+declare -A OUTPUT=(
+  [controller-gen]="$LOCALBIN/controller-gen"
+  [helm]="$LOCALBIN/helm"
+  [kube-apiserver]="$ENVTEST_ASSETS/kube-apiserver"
+  [kubectl]="$ENVTEST_ASSETS/kubectl"
+  [etcd]="$ENVTEST_ASSETS/etcd"
+)
+declare -A PACKAGE=(
+  [controller-gen]=sigs.k8s.io/controller-tools/cmd/controller-gen
+  [helm]=helm.sh/helm/v4/cmd/helm
+  [kube-apiserver]=k8s.io/kubernetes/cmd/kube-apiserver
+  [kubectl]=k8s.io/kubernetes/cmd/kubectl
+  [etcd]=go.etcd.io/etcd/server/v3
+)
+
+# missing lists the programs asked for that are not built yet.
+missing() {
+  local program
+  for program in "$@"; do
+    case "$program" in
+    envtest) missing kube-apiserver etcd kubectl ;;
+    controller-gen | helm | kube-apiserver | etcd | kubectl) [[ -x "${OUTPUT[$program]}" ]] || echo "$program" ;;
+    *) echo "hack/tools.sh: unknown program $program" >&2 && exit 2 ;;
+    esac
+  done
+}
+
+# envtest_download copies setup-envtest's binaries into place where the network reaches
+# its bucket, which is faster than building them.
+envtest_download() {
+  local assets
+  GOBIN="$LOCALBIN" go install "sigs.k8s.io/controller-runtime/tools/setup-envtest@$SETUP_ENVTEST_VERSION" 2>/dev/null &&
+    assets="$(timeout 120 "$LOCALBIN/setup-envtest" use "$K8S_VERSION" --bin-dir "$LOCALBIN/k8s/.setup-envtest" -p path 2>/dev/null)" &&
+    [[ -x "$assets/kube-apiserver" ]] || return 1
+  mkdir -p "$ENVTEST_ASSETS"
+  cp "$assets/kube-apiserver" "$assets/etcd" "$assets/kubectl" "$ENVTEST_ASSETS/"
+}
+
+# scratch_go_mod is the scratch module's go.mod before `go mod tidy`.
+scratch_go_mod() {
+  local kubernetes_mod
+  kubernetes_mod="$(go mod download -json "k8s.io/kubernetes@v$K8S_VERSION" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')"
+  printf 'module scratch/tools\n\ngo 1.26\n\n'
+  printf 'require k8s.io/kubernetes v%s\n' "$K8S_VERSION"
+  printf 'require go.etcd.io/etcd/server/v3 v%s\n' "$ETCD_VERSION"
+  printf 'require helm.sh/helm/v4 %s\n' "$HELM_VERSION"
+  printf 'require sigs.k8s.io/controller-tools %s\n' "$CONTROLLER_TOOLS_VERSION"
+  # This module's versions, so that the tools are built with them where they are newer.
+  (cd "$ROOT" && go list -m -f '{{if not .Main}}require {{.Path}} {{.Version}}{{end}}' all)
+  # k8s.io/kubernetes replaces its staging modules with local folders, which a module
+  # that depends on it cannot see: point each at its published version instead.
+  grep -o 'k8s.io/[a-z0-9-]* => ./staging' "$kubernetes_mod" | awk '{print $1}' | sort -u |
+    while read -r m; do echo "replace $m => $m v0.${K8S_VERSION#1.}"; done
+}
+
+# prepare_scratch writes the scratch module, unless one with the same inputs is there.
+prepare_scratch() {
+  local wanted
+  wanted="$(scratch_go_mod)"
+  if [[ -f "$SCRATCH/go.mod.in" && "$(cat "$SCRATCH/go.mod.in")" == "$wanted" ]]; then
+    return
+  fi
+  rm -rf "$SCRATCH" && mkdir -p "$SCRATCH"
+  printf '%s\n' "$wanted" >"$SCRATCH/go.mod"
+  {
+    printf '//go:build tools\n\npackage tools\n\nimport (\n'
+    local program
+    for program in "${!PACKAGE[@]}"; do printf '\t_ "%s"\n' "${PACKAGE[$program]}"; done
+    printf ')\n'
+  } >"$SCRATCH/tools.go"
+  (cd "$SCRATCH" && go mod tidy)
+  printf '%s\n' "$wanted" >"$SCRATCH/go.mod.in"
+}
+
+# Binaries built from modules carry no version unless the linker stamps one: the API server
+# would report v0.0.0, which helm refuses for charts with a kubeVersion, and controller-gen
+# would write "(devel)" into the CRDs' annotations.
+version_ldflags() {
+  local pkg v="v$K8S_VERSION" minor="${K8S_VERSION#*.}"
+  minor="${minor%%.*}"
+  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    printf -- '-X %s.gitVersion=%s -X %s.gitMajor=1 -X %s.gitMinor=%s -X %s.gitTreeState=clean ' "$pkg" "$v" "$pkg" "$pkg" "$minor" "$pkg"
+  done
+  printf -- '-X sigs.k8s.io/controller-tools/pkg/version.version=%s ' "$CONTROLLER_TOOLS_VERSION"
+  printf -- '-X helm.sh/helm/v4/internal/version.version=%s ' "$HELM_VERSION"
+}
+
+mapfile -t wanted < <(missing "$@")
+[[ ${#wanted[@]} -gt 0 ]] || exit 0
+mkdir -p "$LOCALBIN/.scratch"
+exec 9>"$LOCALBIN/.scratch/tools.lock"
+flock 9 # one build at a time: two would compile the same packages side by side
+mapfile -t wanted < <(missing "$@")
+[[ ${#wanted[@]} -gt 0 ]] || exit 0
+
+if [[ " ${wanted[*]} " == *" kube-apiserver "* ]] && envtest_download; then
+  mapfile -t wanted < <(missing "${wanted[@]}")
+  [[ ${#wanted[@]} -gt 0 ]] || exit 0
+fi
+
+echo ">> building ${wanted[*]} from Go modules in one build (kube-apiserver: about 10 minutes cold on 2 cores)" >&2
+prepare_scratch
+out="$SCRATCH/out"
+rm -rf "$out" && mkdir -p "$out"
+packages=()
+for program in "${wanted[@]}"; do packages+=("${PACKAGE[$program]}"); done
+# One `go build` for them all, so that no package is compiled twice side by side.
+(cd "$SCRATCH" && go build -ldflags "$(version_ldflags)" -o "$out/" "${packages[@]}")
+for program in "${wanted[@]}"; do
+  built="$out/${PACKAGE[$program]##*/}"
+  [[ "$program" != etcd ]] || built="$out/server" # go.etcd.io/etcd/server/v3 builds "server"
+  mkdir -p "$(dirname "${OUTPUT[$program]}")"
+  mv "$built" "${OUTPUT[$program]}"
+done
