@@ -11,9 +11,7 @@ faults=""
 trap '[[ -z "$faults" ]] || kill "$faults" 2>/dev/null; rm -rf "$work"' EXIT
 # Built alone first, so that it starts at once instead of competing with the other
 # packages' compiles.
-if ! go test -c -o "$work/faults.test" ./test/faults; then
-  exit 1
-fi
+go test -c -o "$work/faults.test" ./test/faults || exit 1
 # Run in the package's folder, as go test does; exec, so that $faults is the tests' own PID.
 (cd test/faults && exec "$work/faults.test" -test.timeout 20m >"$work/faults.log" 2>&1) &
 faults=$!

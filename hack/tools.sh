@@ -138,19 +138,15 @@ version_ldflags() {
 }
 
 asked="$(programs "$@")"
-# shellcheck disable=SC2086 # one word per program
-wanted=($(missing $asked))
-[[ ${#wanted[@]} -gt 0 ]] || exit 0
 mkdir -p "$LOCALBIN/.scratch"
 if command -v flock >/dev/null; then
   # One build at a time: two would compile the same packages side by side.
   exec 9>"$LOCALBIN/.scratch/tools.lock"
   flock 9
-  # shellcheck disable=SC2086
-  wanted=($(missing $asked))
-  [[ ${#wanted[@]} -gt 0 ]] || exit 0
 fi
-
+# shellcheck disable=SC2086 # one word per program
+wanted=($(missing $asked))
+[[ ${#wanted[@]} -gt 0 ]] || exit 0
 if [[ " ${wanted[*]} " == *" kube-apiserver "* ]] && envtest_download; then
   wanted=($(missing "${wanted[@]}"))
   [[ ${#wanted[@]} -gt 0 ]] || exit 0
