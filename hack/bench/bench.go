@@ -47,6 +47,11 @@ type config struct {
 	WorkDir            string
 	ProfileDir         string   // where to write CPU profiles of the sustained phase; none when empty
 	ManagerArgs        []string // extra flags, to compare settings
+	// ServiceAccount runs the manager as the chart's ServiceAccount instead of the bench's
+	// admin, whose requests priority and fairness exempts; FlowSchema also applies
+	// testdata/flowschema.yaml.
+	ServiceAccount, FlowSchema bool
+	Skip                       map[string]bool // phases left out: write-costs, memory, sustained
 }
 
 type results struct {
@@ -92,6 +97,13 @@ type results struct {
 	CPU map[string]cpuCost `json:"cpu,omitempty"`
 	// WriteCosts is the control plane's CPU per write of an event's life, by CRD variant.
 	WriteCosts writeCosts `json:"writeCostsMs"`
+	// ManagerIdentity is who the manager ran as: "admin" (exempt from priority and
+	// fairness), "service account" or "service account with the FlowSchema".
+	ManagerIdentity string   `json:"managerIdentity"`
+	ManagerArgs     []string `json:"managerArgs,omitempty"`
+	// WebhookLevelDispatched are the requests the API server dispatched at the FlowSchema's
+	// priority level during ingest, per event: 1 when every webhook create matched it.
+	WebhookLevelDispatched float64 `json:"webhookLevelDispatchedPerEvent,omitempty"`
 }
 
 // The phases whose CPU time is accounted.
@@ -110,7 +122,7 @@ const (
 var cpuPhases = []string{phaseCeiling, phaseReference, phaseIngest, phaseEndToEnd, phaseSustainedKept, phaseSustainedNotKept}
 
 func run(ctx context.Context, cfg config, logf func(string, ...any)) (*results, error) {
-	res := &results{N: cfg.N, C: cfg.C, Machine: machine()}
+	res := &results{N: cfg.N, C: cfg.C, Machine: machine(), ManagerIdentity: "admin", ManagerArgs: cfg.ManagerArgs}
 
 	logf("starting the local control plane")
 	env := testenv.NewEnvironment()
@@ -141,6 +153,20 @@ func run(ctx context.Context, cfg config, logf func(string, ...any)) (*results, 
 		}
 	}
 
+	managerKubeconfig := kubeconfig
+	if cfg.ServiceAccount || cfg.FlowSchema {
+		res.ManagerIdentity = "service account"
+		if managerKubeconfig, err = serviceAccountKubeconfig(ctx, env, c, cfg.WorkDir); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.FlowSchema {
+		res.ManagerIdentity = "service account with the FlowSchema"
+		if err := applyFlowSchema(ctx, c); err != nil {
+			return nil, err
+		}
+	}
+
 	// A fresh API server is still busy with its own start-up for the first seconds, and it
 	// grows with every phase; the ceiling is the better of a run at the start and one just
 	// before the operator starts. Taking the better one makes every ratio harder to meet,
@@ -158,8 +184,10 @@ func run(ctx context.Context, cfg config, logf func(string, ...any)) (*results, 
 		return nil, err
 	}
 	res.EndToEndReference, res.EndToEndReferenceRatio = perSecond, perSecond/res.CeilingPerSec
-	if res.WriteCosts, err = measureWriteCosts(ctx, c, meter, cfg.N, cfg.C, logf); err != nil {
-		return nil, err
+	if !cfg.Skip["write-costs"] {
+		if res.WriteCosts, err = measureWriteCosts(ctx, c, meter, cfg.N, cfg.C, logf); err != nil {
+			return nil, err
+		}
 	}
 
 	clientset, err := kubernetes.NewForConfig(restCfg)
@@ -171,7 +199,7 @@ func run(ctx context.Context, cfg config, logf func(string, ...any)) (*results, 
 	if err != nil {
 		return nil, err
 	}
-	mgr, err := startManager(ctx, cfg.WorkDir, kubeconfig, "manager", args, logf)
+	mgr, err := startManager(ctx, cfg.WorkDir, managerKubeconfig, "manager", args, logf)
 	if err != nil {
 		return nil, err
 	}
@@ -184,6 +212,7 @@ func run(ctx context.Context, cfg config, logf func(string, ...any)) (*results, 
 	if err != nil {
 		return nil, err
 	}
+	dispatchedBefore, _ := dispatchedAt(ctx, rc, webhookPriorityLevel)
 	before := meter.sample()
 	// A 2 s profile from the start of the phase, which lasts a few seconds at full size.
 	profiled := prof.profile(ctx, "ingest", 2, logf)
@@ -193,6 +222,14 @@ func run(ctx context.Context, cfg config, logf func(string, ...any)) (*results, 
 	if requestsAfter, err := countRequests(ctx, rc); err == nil {
 		res.IngestRequestsPerEvent = requestsAfter.perEvent(requestsBefore, res.Ingest.OK)
 		logf("ingest, API requests per event: %s", strings.Join(res.IngestRequestsPerEvent, ", "))
+	}
+	if cfg.FlowSchema {
+		dispatched, err := dispatchedAt(ctx, rc, webhookPriorityLevel)
+		if err != nil {
+			return nil, err
+		}
+		res.WebhookLevelDispatched = (dispatched - dispatchedBefore) / float64(res.Ingest.OK)
+		logf("ingest, requests dispatched at priority level %s per event: %.2f", webhookPriorityLevel, res.WebhookLevelDispatched)
 	}
 	profiled()
 
@@ -206,9 +243,11 @@ func run(ctx context.Context, cfg config, logf func(string, ...any)) (*results, 
 		return nil, err
 	}
 	before = meter.sample()
+	profiled = prof.profile(ctx, "end-to-end", 8, logf)
 	if err := endToEnd(ctx, c, s, cfg, res); err != nil {
 		return nil, err
 	}
+	profiled()
 	res.CPU[phaseEndToEnd] = meter.costSince(before, res.EndToEnd.OK)
 	if requestsAfter, err := countRequests(ctx, rc); err == nil {
 		res.EndToEnd.RequestsPerEvent = requestsAfter.perEvent(requestsBefore, res.EndToEnd.OK)
@@ -234,14 +273,19 @@ func run(ctx context.Context, cfg config, logf func(string, ...any)) (*results, 
 	logf("steady reference: %.0f creates/s, each with a status write, straight through a client for %s", res.SteadyRate, cfg.Duration)
 	res.SteadyReference = referenceSteadyLoad(ctx, c, res.SteadyRate, cfg.Duration, "steady-reference", true)
 
-	logf("memory: filling the event namespace to %d resources", cfg.MemoryObjects)
-	if err := fillForMemory(ctx, c, cfg, res); err != nil {
-		return nil, err
-	}
-	if res.Memory.PeakRSSMB, err = mgr.peakRSSMiB(); err != nil {
-		return nil, err
+	if !cfg.Skip["memory"] {
+		logf("memory: filling the event namespace to %d resources", cfg.MemoryObjects)
+		if err := fillForMemory(ctx, c, cfg, res); err != nil {
+			return nil, err
+		}
+		if res.Memory.PeakRSSMB, err = mgr.peakRSSMiB(); err != nil {
+			return nil, err
+		}
 	}
 	mgr.stop()
+	if cfg.Skip["sustained"] {
+		return res, nil
+	}
 
 	// Each sustained phase starts from an empty namespace, with a manager of its own that
 	// deletes delivered events soon, or at once.
@@ -249,7 +293,7 @@ func run(ctx context.Context, cfg config, logf func(string, ...any)) (*results, 
 		name      string
 		retention time.Duration
 	}{{phaseSustainedKept, cfg.SustainedRetention}, {phaseSustainedNotKept, 0}} {
-		r, cost, err := runSustained(ctx, c, rc, cfg, kubeconfig, meter, cfg.SustainedFraction*res.CeilingPerSec, phase.retention, logf)
+		r, cost, err := runSustained(ctx, c, rc, cfg, managerKubeconfig, meter, cfg.SustainedFraction*res.CeilingPerSec, phase.retention, logf)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", phase.name, err)
 		}

@@ -94,6 +94,27 @@ func TestBenchSmoke(t *testing.T) {
 	}
 }
 
+// The priority-and-fairness variant: the manager runs as the chart's ServiceAccount and the
+// candidate FlowSchema takes every one of the webhook's creates; the phases it is not
+// compared on are left out.
+func TestBenchFlowSchemaSmoke(t *testing.T) {
+	cfg := config{N: 40, C: 4, RateFraction: 0.5, Duration: 2 * time.Second, WorkDir: t.TempDir(), FlowSchema: true,
+		Skip: map[string]bool{"write-costs": true, "memory": true, "sustained": true}}
+	res, err := run(context.Background(), cfg, t.Logf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Ingest.OK != cfg.N || res.EndToEnd.Delivered != cfg.N || res.Steady.OK != res.Steady.Sent {
+		t.Fatalf("ingest %d OK, end to end %d delivered, steady %d of %d OK", res.Ingest.OK, res.EndToEnd.Delivered, res.Steady.OK, res.Steady.Sent)
+	}
+	if res.WebhookLevelDispatched < 1 {
+		t.Fatalf("requests dispatched at %s per ingested event: %.2f, want every create", webhookPriorityLevel, res.WebhookLevelDispatched)
+	}
+	if len(res.WriteCosts) != 0 || res.Memory.Objects != 0 || len(res.Sustained) != 0 {
+		t.Fatalf("skipped phases ran: %d write costs, %d objects, %d sustained", len(res.WriteCosts), res.Memory.Objects, len(res.Sustained))
+	}
+}
+
 func TestLevelled(t *testing.T) {
 	at := func(counts ...int) []storedSample {
 		s := make([]storedSample, len(counts))

@@ -1,0 +1,96 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	"sigs.k8s.io/yaml"
+
+	"github.com/chat-operators/officialaccount-operator/internal/testenv"
+)
+
+// The ServiceAccount the manager runs as with -service-account, as the chart installs it
+// (and as testdata/flowschema.yaml names it).
+const (
+	managerServiceAccountNamespace = "officialaccount-system"
+	managerServiceAccountName      = "officialaccount-operator"
+	// webhookPriorityLevel is testdata/flowschema.yaml's priority level.
+	webhookPriorityLevel = "officialaccount-webhook"
+)
+
+// serviceAccountKubeconfig writes a kubeconfig that authenticates the manager as the
+// chart's ServiceAccount, bound to cluster-admin. The bench's own admin is in
+// system:masters, whose requests priority and fairness exempts; a ServiceAccount's go to
+// workload-low, as the operator's do in a cluster, or to a FlowSchema's level.
+func serviceAccountKubeconfig(ctx context.Context, env *envtest.Environment, c client.Client, workDir string) (string, error) {
+	ns := managerServiceAccountNamespace
+	user, err := env.AddUser(envtest.User{
+		Name:   "system:serviceaccount:" + ns + ":" + managerServiceAccountName,
+		Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + ns},
+	}, nil)
+	if err != nil {
+		return "", err
+	}
+	binding := &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "bench-manager"},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "cluster-admin"},
+		Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: managerServiceAccountName, Namespace: ns}},
+	}
+	if err := c.Create(ctx, binding); err != nil {
+		return "", err
+	}
+	kubeconfig, err := user.KubeConfig()
+	if err != nil {
+		return "", err
+	}
+	path := filepath.Join(workDir, "kubeconfig-manager")
+	return path, os.WriteFile(path, kubeconfig, 0o600)
+}
+
+// applyFlowSchema creates the candidate FlowSchema and PriorityLevelConfiguration.
+func applyFlowSchema(ctx context.Context, c client.Client) error {
+	raw, err := os.ReadFile(filepath.Join(testenv.RepoRoot(), "hack", "bench", "testdata", "flowschema.yaml"))
+	if err != nil {
+		return err
+	}
+	for _, doc := range strings.Split(string(raw), "\n---\n") {
+		obj := &unstructured.Unstructured{}
+		if err := yaml.Unmarshal([]byte(doc), &obj.Object); err != nil {
+			return err
+		}
+		if err := c.Create(ctx, obj); err != nil {
+			return fmt.Errorf("creating %s %s: %w", obj.GetKind(), obj.GetName(), err)
+		}
+	}
+	return nil
+}
+
+// dispatchedAt is how many requests the API server has dispatched at a priority level,
+// from its apiserver_flowcontrol_dispatched_requests_total: the proof that a FlowSchema
+// matched.
+func dispatchedAt(ctx context.Context, rc rest.Interface, level string) (float64, error) {
+	body, err := rc.Get().AbsPath("/metrics").DoRaw(ctx)
+	if err != nil {
+		return 0, err
+	}
+	var total float64
+	prefix := "apiserver_flowcontrol_dispatched_requests_total{"
+	for _, line := range strings.Split(string(body), "\n") {
+		if strings.HasPrefix(line, prefix) && strings.Contains(line, `priority_level="`+level+`"`) {
+			var n float64
+			if _, err := fmt.Sscan(line[strings.LastIndexByte(line, ' ')+1:], &n); err == nil {
+				total += n
+			}
+		}
+	}
+	return total, nil
+}
