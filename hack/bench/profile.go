@@ -32,6 +32,9 @@ func profiledArgs(cfg config, apiServer rest.Interface, args []string) ([]string
 	if cfg.ProfileDir == "" {
 		return args, prof, nil
 	}
+	if err := os.MkdirAll(cfg.ProfileDir, 0o755); err != nil {
+		return nil, nil, err
+	}
 	port, err := testenv.FreeLoopbackPort()
 	if err != nil {
 		return nil, nil, err
