@@ -103,8 +103,10 @@ func (r *SubscriptionReconciler) now() time.Time {
 // Reconcile reads the event, plans, and carries the plan out.
 func (r *SubscriptionReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	defer r.yieldToIngest(ctx)() // waits for this reconcile's turn; ends it on return
+	// The cache's own copy, not a deep copy: the plan copies the status it changes, a write
+	// sets only this struct's fields, and the deliveries started get a copy of their own.
 	var sub v1alpha1.OfficialAccountSubscription
-	if err := r.Get(ctx, req.NamespacedName, &sub); err != nil {
+	if err := r.Get(ctx, req.NamespacedName, &sub, client.UnsafeDisableDeepCopy); err != nil {
 		if apierrors.IsNotFound(err) {
 			r.Ledger.Forget(req.NamespacedName)
 		}
@@ -161,8 +163,8 @@ func (r *SubscriptionReconciler) planInput(ctx context.Context, sub *v1alpha1.Of
 		if _, read := in.Sinks[name]; read {
 			continue
 		}
-		var sink v1alpha1.SubscriptionSink
-		err := r.Get(ctx, types.NamespacedName{Namespace: sub.Namespace, Name: name}, &sink)
+		var sink v1alpha1.SubscriptionSink // read only: the cache's copy
+		err := r.Get(ctx, types.NamespacedName{Namespace: sub.Namespace, Name: name}, &sink, client.UnsafeDisableDeepCopy)
 		switch {
 		case err == nil:
 			in.Sinks[name] = delivery.StateOf(&sink, r.Breakers.Circuit(delivery.SinkKey(&sink), sink.Spec.CircuitBreaker, in.Now))
@@ -184,8 +186,8 @@ func (r *SubscriptionReconciler) planInput(ctx context.Context, sub *v1alpha1.Of
 func (r *SubscriptionReconciler) liveReplays(ctx context.Context, sub *v1alpha1.OfficialAccountSubscription) (map[string]delivery.ReplayTarget, error) {
 	var live map[string]delivery.ReplayTarget
 	for name, uid := range delivery.LabelledReplays(sub) {
-		var replay v1alpha1.SubscriptionReplay
-		err := r.Get(ctx, types.NamespacedName{Namespace: sub.Namespace, Name: name}, &replay)
+		var replay v1alpha1.SubscriptionReplay // read only: the cache's copy
+		err := r.Get(ctx, types.NamespacedName{Namespace: sub.Namespace, Name: name}, &replay, client.UnsafeDisableDeepCopy)
 		switch {
 		case apierrors.IsNotFound(err):
 			continue

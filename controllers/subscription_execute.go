@@ -50,7 +50,8 @@ func (r *SubscriptionReconciler) execute(ctx context.Context, sub *v1alpha1.Offi
 func (r *SubscriptionReconciler) resumedMeanwhile(ctx context.Context, namespace string, sinks []string) bool {
 	for _, name := range sinks {
 		var sink v1alpha1.SubscriptionSink
-		if err := r.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, &sink); err == nil && !sink.Spec.Suspend {
+		err := r.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, &sink, client.UnsafeDisableDeepCopy)
+		if err == nil && !sink.Spec.Suspend {
 			return true
 		}
 	}

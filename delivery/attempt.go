@@ -67,8 +67,10 @@ func (dl *Deliverer) Job(ctx context.Context, event *v1alpha1.OfficialAccountSub
 // the sink as it is.
 func (dl *Deliverer) attempt(ctx context.Context, event *v1alpha1.OfficialAccountSubscription, d v1alpha1.SinkDelivery,
 	key types.NamespacedName) {
+	// Read only, as a built sink keeps it: the cache's copy, which the cache replaces but
+	// never changes.
 	var sink v1alpha1.SubscriptionSink
-	if err := dl.Cache.Get(ctx, key, &sink); err != nil || sink.Spec.Suspend || ctx.Err() != nil || !dl.replayLive(ctx, event, d) {
+	if err := dl.Cache.Get(ctx, key, &sink, client.UnsafeDisableDeepCopy); err != nil || sink.Spec.Suspend || ctx.Err() != nil || !dl.replayLive(ctx, event, d) {
 		dl.Ledger.Abandon(event, d.Name)
 		return
 	}
@@ -100,7 +102,7 @@ func (dl *Deliverer) attempt(ctx context.Context, event *v1alpha1.OfficialAccoun
 	// A sink deleted while this delivery used it leaves no built sink behind (a pool, a
 	// connection that would reconnect for ever): the sink reconciler forgets it when it
 	// sees the delete, and this does when the delete came first.
-	if err := dl.Cache.Get(ctx, key, &sink); apierrors.IsNotFound(err) {
+	if err := dl.Cache.Get(ctx, key, &sink, client.UnsafeDisableDeepCopy); apierrors.IsNotFound(err) {
 		dl.Resolver.Registry.Forget(key.String())
 	}
 }
@@ -112,7 +114,7 @@ func (dl *Deliverer) replayLive(ctx context.Context, event *v1alpha1.OfficialAcc
 		return true
 	}
 	var replay v1alpha1.SubscriptionReplay
-	err := dl.Cache.Get(ctx, types.NamespacedName{Namespace: event.Namespace, Name: d.Replay}, &replay)
+	err := dl.Cache.Get(ctx, types.NamespacedName{Namespace: event.Namespace, Name: d.Replay}, &replay, client.UnsafeDisableDeepCopy)
 	return err == nil && replay.DeletionTimestamp.IsZero() && string(replay.UID) == event.Labels[v1alpha1.ReplayLabel(d.Replay)]
 }
 

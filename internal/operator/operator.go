@@ -14,6 +14,7 @@ import (
 	"github.com/chat-operators/officialaccount-operator/api/v1alpha1"
 	"github.com/chat-operators/officialaccount-operator/controllers"
 	"github.com/chat-operators/officialaccount-operator/delivery"
+	"github.com/chat-operators/officialaccount-operator/internal/leanclient"
 	"github.com/chat-operators/officialaccount-operator/resync"
 	"github.com/chat-operators/officialaccount-operator/sinks"
 	"github.com/chat-operators/officialaccount-operator/webhookserver"
@@ -113,8 +114,13 @@ func SetupControllers(ctx context.Context, mgr ctrl.Manager, cfg Config, registr
 	ingest controllers.StoreActivity, ledger *delivery.Ledger) (*controllers.SubscriptionReconciler, error) {
 	activity := &delivery.SinkActivity{}
 	breakers := &delivery.Breakers{}
+	// The status write every event pays for takes the lean path.
+	writer, err := leanclient.Wrap(mgr.GetClient(), mgr.GetConfig(), mgr.GetHTTPClient(), mgr.GetScheme())
+	if err != nil {
+		return nil, err
+	}
 	subscriptions := &controllers.SubscriptionReconciler{
-		Client:    mgr.GetClient(),
+		Client:    writer,
 		APIReader: mgr.GetAPIReader(),
 		Recorder:  mgr.GetEventRecorder("officialaccount-operator"),
 		Sinks:     registry,

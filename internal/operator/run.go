@@ -9,6 +9,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/chat-operators/officialaccount-operator/internal/leanclient"
 	"github.com/chat-operators/officialaccount-operator/webhookserver"
 )
 
@@ -79,9 +80,15 @@ func newWebhookClient(restConfig *rest.Config) (client.Client, error) {
 	cfg.QPS, cfg.Burst, cfg.RateLimiter = -1, 0, nil
 	cfg.Timeout = webhookClientTimeout
 	cfg = rest.AddUserAgent(cfg, "webhook")
-	c, err := client.New(cfg, client.Options{Scheme: NewScheme()})
+	httpClient, err := rest.HTTPClientFor(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("creating the webhook's HTTP client: %w", err)
+	}
+	scheme := NewScheme()
+	c, err := client.New(cfg, client.Options{Scheme: scheme, HTTPClient: httpClient})
 	if err != nil {
 		return nil, fmt.Errorf("creating the webhook's client: %w", err)
 	}
-	return c, nil
+	// The create every event pays for takes the lean path.
+	return leanclient.Wrap(c, cfg, httpClient, scheme)
 }
