@@ -129,15 +129,21 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	writeAnswer(w, a)
 	requestsTotal.WithLabelValues(commandLabel(a.command), a.result).Inc()
 
-	// Never the query string: it holds Sign.
-	log := s.log.WithValues("command", a.command, "result", a.result, "status", a.status)
+	s.logAnswer(r, a)
+}
+
+// logAnswer logs an answer: never the query string, which holds Sign. A stored event's
+// line is at V(1), usually off, and then costs nothing: the logger's values are built only
+// for a line that is written.
+func (s *Server) logAnswer(r *http.Request, a answer) {
 	switch {
 	case a.status >= 500:
-		log.Error(errors.New(a.info), "webhook request not stored")
+		s.log.Error(errors.New(a.info), "webhook request not stored", "command", a.command, "result", a.result, "status", a.status)
 	case a.status >= 400:
-		log.Info("webhook request rejected", "reason", a.info, "remote", r.RemoteAddr)
-	default:
-		log.V(1).Info("webhook request handled", "resources", a.stored)
+		s.log.Info("webhook request rejected", "command", a.command, "result", a.result, "status", a.status,
+			"reason", a.info, "remote", r.RemoteAddr)
+	case s.log.V(1).Enabled():
+		s.log.V(1).Info("webhook request handled", "command", a.command, "result", a.result, "status", a.status, "resources", a.stored)
 	}
 }
 
