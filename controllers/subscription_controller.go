@@ -31,7 +31,8 @@ const (
 // write waits before trying again.
 const cacheCatchUpDelay = 50 * time.Millisecond
 
-// StoreActivity is what a reconcile needs of the webhook server to give way to it.
+// StoreActivity is what a reconcile needs to give way to the webhook's stores (in the
+// operator, a *storepressure.Pressure the webhook reports its stores to).
 type StoreActivity interface {
 	// AdmitDelivery waits until a delivery may start, maxWait at most; the delivery calls
 	// release when it is done.
@@ -62,9 +63,9 @@ type SubscriptionReconciler struct {
 	// RecordDelivered records a Normal Event on each resource delivered to a sink.
 	RecordDelivered bool
 
-	// Ingest, when set, is the webhook server this reconciler gives way to: while its
-	// stores are slow, fewer reconciles run at once, and each waits up to YieldMaxWait for
-	// its turn.
+	// Ingest, when set, is what this reconciler gives way to: while the webhook's stores
+	// are slow, fewer reconciles run at once, and each waits up to YieldMaxWait for its
+	// turn.
 	Ingest       StoreActivity
 	YieldMaxWait time.Duration
 
@@ -104,7 +105,9 @@ func (r *SubscriptionReconciler) now() time.Time {
 func (r *SubscriptionReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	defer r.yieldToIngest(ctx)() // waits for this reconcile's turn; ends it on return
 	// The cache's own copy, not a deep copy: the plan copies the status it changes, a write
-	// sets only this struct's fields, and the deliveries started get a copy of their own.
+	// replaces this struct's fields and nothing they point to (the lean client sets a few;
+	// a typed client zeroes the object before it decodes its answer into it), and the
+	// deliveries started get a copy of their own.
 	var sub v1alpha1.OfficialAccountSubscription
 	if err := r.Get(ctx, req.NamespacedName, &sub, client.UnsafeDisableDeepCopy); err != nil {
 		if apierrors.IsNotFound(err) {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -101,6 +102,9 @@ type results struct {
 	// fairness), "service account" or "service account with the FlowSchema".
 	ManagerIdentity string   `json:"managerIdentity"`
 	ManagerArgs     []string `json:"managerArgs,omitempty"`
+	// Skipped are the phases left out. Compare only runs that skipped the same: the
+	// write-cost phase leaves two more CRDs and an admission policy in the API server.
+	Skipped []string `json:"skipped,omitempty"`
 	// WebhookLevelDispatched are the requests the API server dispatched at the FlowSchema's
 	// priority level during ingest, per event: 1 when every webhook create matched it.
 	WebhookLevelDispatched float64 `json:"webhookLevelDispatchedPerEvent,omitempty"`
@@ -123,6 +127,12 @@ var cpuPhases = []string{phaseCeiling, phaseReference, phaseIngest, phaseEndToEn
 
 func run(ctx context.Context, cfg config, logf func(string, ...any)) (*results, error) {
 	res := &results{N: cfg.N, C: cfg.C, Machine: machine(), ManagerIdentity: "admin", ManagerArgs: cfg.ManagerArgs}
+	for phase, skipped := range cfg.Skip {
+		if skipped {
+			res.Skipped = append(res.Skipped, phase)
+		}
+	}
+	slices.Sort(res.Skipped)
 
 	logf("starting the local control plane")
 	env := testenv.NewEnvironment()
@@ -212,7 +222,10 @@ func run(ctx context.Context, cfg config, logf func(string, ...any)) (*results, 
 	if err != nil {
 		return nil, err
 	}
-	dispatchedBefore, _ := dispatchedAt(ctx, rc, webhookPriorityLevel)
+	dispatchedBefore, err := dispatchedAt(ctx, rc, webhookPriorityLevel)
+	if err != nil {
+		return nil, err
+	}
 	before := meter.sample()
 	// A 2 s profile from the start of the phase, which lasts a few seconds at full size.
 	profiled := prof.profile(ctx, "ingest", 2, logf)
@@ -223,7 +236,7 @@ func run(ctx context.Context, cfg config, logf func(string, ...any)) (*results, 
 		res.IngestRequestsPerEvent = requestsAfter.perEvent(requestsBefore, res.Ingest.OK)
 		logf("ingest, API requests per event: %s", strings.Join(res.IngestRequestsPerEvent, ", "))
 	}
-	if cfg.FlowSchema {
+	if cfg.FlowSchema && res.Ingest.OK > 0 {
 		dispatched, err := dispatchedAt(ctx, rc, webhookPriorityLevel)
 		if err != nil {
 			return nil, err
@@ -247,12 +260,12 @@ func run(ctx context.Context, cfg config, logf func(string, ...any)) (*results, 
 	if err := endToEnd(ctx, c, s, cfg, res); err != nil {
 		return nil, err
 	}
-	profiled()
 	res.CPU[phaseEndToEnd] = meter.costSince(before, res.EndToEnd.OK)
 	if requestsAfter, err := countRequests(ctx, rc); err == nil {
 		res.EndToEnd.RequestsPerEvent = requestsAfter.perEvent(requestsBefore, res.EndToEnd.OK)
 		logf("end to end, API requests per event: %s", strings.Join(res.EndToEnd.RequestsPerEvent, ", "))
 	}
+	profiled() // after the phase's figures: waiting for the profile is no part of them
 	res.EndToEndRatio = res.EndToEnd.ReadyPerSecond / res.CeilingPerSec
 
 	res.SteadyRate = res.Ingest.PerSecond * cfg.RateFraction

@@ -91,7 +91,8 @@ func printTable(w io.Writer, r *results) {
 		return "MISSED"
 	}
 	e := r.EndToEnd
-	fmt.Fprintf(w, "Machine: %s; N=%d, C=%d; the manager as %s, flags %q\n\n", r.Machine, r.N, r.C, r.ManagerIdentity, r.ManagerArgs)
+	fmt.Fprintf(w, "Machine: %s; N=%d, C=%d; the manager as %s, flags %q; phases skipped %q\n\n",
+		r.Machine, r.N, r.C, r.ManagerIdentity, r.ManagerArgs, r.Skipped)
 	fmt.Fprintf(w, "| measure | result | ratio to ceiling | target |\n|---|---|---|---|\n")
 	fmt.Fprintf(w, "| ceiling: creates straight through a client (best of %s /s) | %.0f /s | 1.00 | |\n",
 		joinRates(r.CeilingRounds), r.CeilingPerSec)

@@ -2,6 +2,7 @@ package leanclient
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -104,19 +105,21 @@ func TestLeanWrites(t *testing.T) {
 		name  string
 		write func() error
 		is    func(error) bool
+		says  string // in the error's message: the API server's own
 	}{
-		{"create of an existing event", func() error { return lean.Create(ctx, event("created")) }, apierrors.IsAlreadyExists},
+		{"create of an existing event", func() error { return lean.Create(ctx, event("created")) }, apierrors.IsAlreadyExists, `"created" already exists`},
 		{"create of an invalid event", func() error {
 			bad := event("invalid")
 			bad.Spec.Action = "Resubscribe"
 			return lean.Create(ctx, bad)
-		}, apierrors.IsInvalid},
-		{"status update from a stale copy", func() error { return lean.Status().Update(ctx, staleCopy) }, apierrors.IsConflict},
-		{"status update of a missing event", func() error { return lean.Status().Update(ctx, event("missing")) }, apierrors.IsNotFound},
+		}, apierrors.IsInvalid, "spec.action"},
+		{"status update from a stale copy", func() error { return lean.Status().Update(ctx, staleCopy) }, apierrors.IsConflict, "the object has been modified"},
+		{"status update of a missing event", func() error { return lean.Status().Update(ctx, event("missing")) }, apierrors.IsNotFound, `"missing" not found`},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			if err := tt.write(); !tt.is(err) {
-				t.Fatalf("error %v (%T)", err, err)
+			err := tt.write()
+			if !tt.is(err) || !strings.Contains(err.Error(), tt.says) {
+				t.Fatalf("error %v (%T), want one that says %q", err, err, tt.says)
 			}
 		})
 	}

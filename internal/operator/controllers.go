@@ -9,7 +9,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/util/flowcontrol"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -108,9 +107,8 @@ func shutdownDeadline(stopping <-chan time.Time, timeout time.Duration) time.Tim
 	}
 }
 
-// reconcilerRESTConfig applies --kube-api-qps to the reconcilers' clients: one token
-// bucket that the manager's client and the lean status writes (package leanclient) share.
-// It also asks for uncompressed answers: the API server gzips its watch streams, which
+// reconcilerRESTConfig applies --kube-api-qps to the reconcilers' clients, each REST
+// client with a bucket of its own, as controller-runtime makes them. It also asks for uncompressed answers: the API server gzips its watch streams, which
 // cost the manager 2 % of its CPU to inflate and the API server 1 % to deflate, to save
 // bytes between a pod and its own cluster's API server.
 func reconcilerRESTConfig(restConfig *rest.Config, f *Flags) *rest.Config {
@@ -121,7 +119,6 @@ func reconcilerRESTConfig(restConfig *rest.Config, f *Flags) *rest.Config {
 		if cfg.Burst <= 0 {
 			cfg.Burst = int(2 * f.KubeQPS)
 		}
-		cfg.RateLimiter = flowcontrol.NewTokenBucketRateLimiter(cfg.QPS, cfg.Burst)
 	}
 	return cfg
 }
