@@ -52,9 +52,9 @@ type Options struct {
 	// StoreTimeout bounds storing one event; it must stay well under Tencent's 2 s so that
 	// Tencent hears FAIL rather than timing out.
 	StoreTimeout time.Duration
-	// SlowStoreDelay: a store that takes this much longer than usual makes fewer deliveries
-	// run at once for a moment (see AdmitDelivery); 0 never does.
-	SlowStoreDelay time.Duration
+	// OnStore, when set, is told how long each store took until it was answered (the
+	// operator's deliveries give way to slow stores: package storepressure).
+	OnStore func(took time.Duration)
 	// DrainPeriod is how long the server keeps accepting callbacks after it was told to
 	// stop, while it reports not ready (see Serve).
 	DrainPeriod time.Duration
@@ -63,14 +63,13 @@ type Options struct {
 // Server serves the webhook. It runs on every replica, leader or not, and needs nothing
 // but a client that can create resources: no informer cache, no leadership.
 type Server struct {
-	opts     Options
-	client   client.Client
-	log      logr.Logger
-	now      func() time.Time
-	state    serverState
-	pressure storePressure
-	tokens   atomic.Pointer[Tokens]
-	backlog  backlogGate
+	opts    Options
+	client  client.Client
+	log     logr.Logger
+	now     func() time.Time
+	state   serverState
+	tokens  atomic.Pointer[Tokens]
+	backlog backlogGate
 }
 
 // New checks the options and returns a server that stores events with the client.
@@ -230,7 +229,9 @@ func (s *Server) store(ctx context.Context, cb Callback) answer {
 	}
 	took := time.Since(start)
 	storeDuration.WithLabelValues(a.result).Observe(took.Seconds())
-	s.pressure.observe(start.Add(took), took, s.opts.SlowStoreDelay)
+	if s.opts.OnStore != nil {
+		s.opts.OnStore(took)
+	}
 	return a
 }
 

@@ -72,7 +72,7 @@ func BindFlags(fs *flag.FlagSet) *Flags {
 	fs.DurationVar(&f.Config.FailedRetention, "failed-retention", f.Config.FailedRetention, "How long an event whose delivery failed is kept.")
 	fs.IntVar(&f.Config.MaxConcurrentReconciles, "max-concurrent-reconciles", f.Config.MaxConcurrentReconciles, "Events reconciled in parallel; deliveries run in each sink's lanes (spec.maxInFlight).")
 	fs.BoolVar(&f.Config.DeliveredEvents, "delivered-events", f.Config.DeliveredEvents, "Record a Normal Event on each resource when it is delivered (one more API write per delivery); failures are always recorded.")
-	fs.DurationVar(&w.SlowStoreDelay, "delivery-yield-store-delay", w.SlowStoreDelay, "Stores that take this much longer than the fastest recent ones make deliveries give way to the webhook for a moment; 0 turns that off.")
+	fs.DurationVar(&f.Config.DeliveryYieldStoreDelay, "delivery-yield-store-delay", f.Config.DeliveryYieldStoreDelay, "Stores that take this much longer than the fastest recent ones make deliveries give way to the webhook for a moment; 0 turns that off.")
 	fs.DurationVar(&f.Config.DeliveryYieldMaxWait, "delivery-yield-max-wait", f.Config.DeliveryYieldMaxWait, "Longest a delivery gives way to slow stores before it goes ahead anyway; 0 never waits.")
 	fs.Float64Var(&f.KubeQPS, "kube-api-qps", 0, "Client-side limit of the reconcilers' queries per second to the API server; 0 leaves it to the API server's Priority and Fairness.")
 	fs.IntVar(&f.KubeBurst, "kube-api-burst", 0, "Burst above --kube-api-qps (default: twice it).")

@@ -28,6 +28,9 @@ type Config struct {
 	MaxConcurrentReconciles int
 	// DeliveredEvents records a Normal Event for each delivery.
 	DeliveredEvents bool
+	// DeliveryYieldStoreDelay: a store that takes this much longer than usual makes fewer
+	// deliveries run at once for a moment; 0 never does (package storepressure).
+	DeliveryYieldStoreDelay time.Duration
 	// DeliveryYieldMaxWait bounds how long a delivery gives way to slow stores; 0 never
 	// waits.
 	DeliveryYieldMaxWait time.Duration
@@ -67,13 +70,13 @@ func DefaultConfig() Config {
 			// events/s, far below etcd's default 2 GiB quota.
 			MaxPendingEvents: 50000,
 			StoreTimeout:     1500 * time.Millisecond,
-			// A quarter of the 100 ms answer time the project holds itself to (see
-			// docs/performance.md): deliveries give way well before answers slow.
-			SlowStoreDelay: 25 * time.Millisecond,
 			// Long enough for the endpoints controller, kube-proxy and an Ingress to stop
 			// sending callbacks to a terminating pod (a few seconds in most clusters).
 			DrainPeriod: 10 * time.Second,
 		},
+		// A quarter of the 100 ms answer time the project holds itself to (see
+		// docs/performance.md): deliveries give way well before answers slow.
+		DeliveryYieldStoreDelay: 25 * time.Millisecond,
 		DeliveredRetention:      time.Hour,
 		FailedRetention:         168 * time.Hour,
 		MaxConcurrentReconciles: 8,
@@ -106,8 +109,8 @@ func NewScheme() *runtime.Scheme {
 	return scheme
 }
 
-// SetupControllers adds the reconcilers to mgr. ingest, if not nil, is the webhook server
-// that deliveries give way to; the ledger outlives the manager (see runControllers). It
+// SetupControllers adds the reconcilers to mgr. ingest, if not nil, is what deliveries
+// give way to while the webhook's stores are slow (package storepressure); the ledger outlives the manager (see runControllers). It
 // returns the subscription reconciler, whose unwritten outcomes the caller writes once mgr
 // has stopped.
 func SetupControllers(ctx context.Context, mgr ctrl.Manager, cfg Config, registry *sinks.Registry,

@@ -10,6 +10,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/chat-operators/officialaccount-operator/internal/leanclient"
+	"github.com/chat-operators/officialaccount-operator/internal/storepressure"
 	"github.com/chat-operators/officialaccount-operator/webhookserver"
 )
 
@@ -32,7 +33,11 @@ func Run(ctx context.Context, restConfig *rest.Config, f *Flags, started func(*w
 	if err != nil {
 		return err
 	}
-	server, err := webhookserver.New(webhookClient, f.Config.Webhook)
+	// The webhook reports its stores, the deliveries give way while they are slow.
+	pressure := &storepressure.Pressure{Delay: f.Config.DeliveryYieldStoreDelay}
+	webhookOptions := f.Config.Webhook
+	webhookOptions.OnStore = pressure.ObserveStore
+	server, err := webhookserver.New(webhookClient, webhookOptions)
 	if err != nil {
 		return err
 	}
@@ -63,7 +68,7 @@ func Run(ctx context.Context, restConfig *rest.Config, f *Flags, started func(*w
 			stop()
 		}
 	}()
-	runControllers(runCtx, restConfig, f, server)
+	runControllers(runCtx, restConfig, f, pressure)
 	<-webhookDone
 	stopServers()
 	<-serversDone

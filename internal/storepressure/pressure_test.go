@@ -1,4 +1,4 @@
-package webhookserver
+package storepressure
 
 import (
 	"cmp"
@@ -55,7 +55,7 @@ func TestDeliveryLimit(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var p storePressure
+			var p Pressure
 			start := time.Now()
 			p.observe(start, cmp.Or(tt.usual, fast), delay)
 			for i, s := range tt.steps {
@@ -93,7 +93,7 @@ func TestAdmitDelivery(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var p storePressure
+			var p Pressure
 			p.observe(time.Now(), time.Millisecond, delay)
 			if tt.slowStore {
 				p.observe(time.Now(), time.Second, delay)
@@ -121,7 +121,7 @@ func TestAdmitDelivery(t *testing.T) {
 // grow: without the release's wake-up, the waiter would look again only when the limit
 // grows, a hold after the slow store.
 func TestAReleaseLetsAWaitingDeliveryIn(t *testing.T) {
-	var p storePressure
+	var p Pressure
 	p.observe(time.Now(), time.Millisecond, time.Millisecond)
 	first := p.admit(context.Background(), 0)
 	second := p.admit(context.Background(), 0)
@@ -143,7 +143,7 @@ func TestAReleaseLetsAWaitingDeliveryIn(t *testing.T) {
 
 // A delay of 0 turns the limit off, however slow the stores.
 func TestStorePressureOff(t *testing.T) {
-	var p storePressure
+	var p Pressure
 	now := time.Now()
 	p.observe(now, time.Millisecond, 0)
 	p.observe(now, time.Hour, 0)
@@ -176,6 +176,32 @@ func TestRecentMinimum(t *testing.T) {
 				if got := m.add(start.Add(s.at), s.d); got != s.want {
 					t.Fatalf("sample %d (%s at +%s): minimum %s, want %s", i, s.d, s.at, got, s.want)
 				}
+			}
+		})
+	}
+}
+
+// A store slower than usual by more than Delay (200 ms after stores that took a
+// millisecond) makes the next delivery give way for about a hold; with Delay at 0
+// deliveries never wait.
+func TestASlowStoreMakesDeliveriesGiveWay(t *testing.T) {
+	for _, delay := range []time.Duration{0, 50 * time.Millisecond} {
+		t.Run("Delay="+delay.String(), func(t *testing.T) {
+			p := &Pressure{Delay: delay}
+			p.ObserveStore(time.Millisecond) // the usual store
+			release, waited := p.AdmitDelivery(context.Background(), time.Minute)
+			release()
+			if waited >= pressureHold {
+				t.Fatalf("waited %s before a slow store", waited)
+			}
+			p.ObserveStore(200 * time.Millisecond)
+			release, waited = p.AdmitDelivery(context.Background(), time.Minute)
+			release()
+			switch {
+			case delay == 0 && waited >= pressureHold:
+				t.Fatalf("waited %s with the yielding off", waited)
+			case delay > 0 && (waited < pressureHold/2 || waited >= time.Minute):
+				t.Fatalf("waited %s after a 200 ms store, want about %s", waited, pressureHold)
 			}
 		})
 	}
