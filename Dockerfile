@@ -10,8 +10,11 @@ RUN go mod download
 COPY api/ api/
 COPY cmd/ cmd/
 COPY controllers/ controllers/
+COPY delivery/ delivery/
 COPY internal/ internal/
+COPY resync/ resync/
 COPY sinks/ sinks/
+COPY tencent/ tencent/
 COPY webhookserver/ webhookserver/
 RUN CGO_ENABLED=0 GOOS=${TARGETOS:-linux} GOARCH=${TARGETARCH} go build -trimpath -ldflags="-s -w" -o manager ./cmd
 

@@ -43,6 +43,28 @@ func TestDockerfileMatchesTheChart(t *testing.T) {
 	}
 }
 
+// The Dockerfile copies the source folders one by one: each folder of this module that
+// the manager imports must be among them, or the image does not build.
+func TestDockerfileCopiesEveryFolderTheManagerImports(t *testing.T) {
+	dockerfile, err := os.ReadFile(filepath.Join(testenv.RepoRoot(), "Dockerfile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	list := exec.Command("go", "list", "-deps", "-f", "{{if .Module}}{{if .Module.Main}}{{.ImportPath}}{{end}}{{end}}", "./cmd")
+	list.Dir = testenv.RepoRoot()
+	out, err := list.Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	const module = "github.com/chat-operators/officialaccount-operator/"
+	for _, pkg := range strings.Fields(string(out)) {
+		folder, _, _ := strings.Cut(strings.TrimPrefix(pkg, module), "/")
+		if !strings.Contains(string(dockerfile), "\nCOPY "+folder+"/ "+folder+"/\n") {
+			t.Errorf("the Dockerfile does not copy %s/, which %s is in", folder, pkg)
+		}
+	}
+}
+
 func TestTheManagerBuildsAsAStaticBinary(t *testing.T) {
 	out := filepath.Join(t.TempDir(), "manager")
 	// The Dockerfile's build, but for -trimpath, which changes nothing about linking and
