@@ -74,7 +74,7 @@ func BindFlags(fs *flag.FlagSet) *Flags {
 	fs.BoolVar(&f.Config.DeliveredEvents, "delivered-events", f.Config.DeliveredEvents, "Record a Normal Event on each resource when it is delivered (one more API write per delivery); failures are always recorded.")
 	fs.DurationVar(&f.Config.DeliveryYieldStoreDelay, "delivery-yield-store-delay", f.Config.DeliveryYieldStoreDelay, "Stores that take this much longer than the fastest recent ones make deliveries give way to the webhook for a moment; 0 turns that off.")
 	fs.DurationVar(&f.Config.DeliveryYieldMaxWait, "delivery-yield-max-wait", f.Config.DeliveryYieldMaxWait, "Longest a delivery gives way to slow stores before it goes ahead anyway; 0 never waits.")
-	fs.Float64Var(&f.KubeQPS, "kube-api-qps", 0, "Client-side limit of the reconcilers' queries per second to the API server; 0 leaves it to the API server's Priority and Fairness.")
+	fs.Float64Var(&f.KubeQPS, "kube-api-qps", 0, "Client-side limit of the reconcilers' queries per second to the API server, for each of their API clients (one per kind); 0 leaves it to the API server's Priority and Fairness.")
 	fs.IntVar(&f.KubeBurst, "kube-api-burst", 0, "Burst above --kube-api-qps (default: twice it).")
 	fs.StringVar(&f.MetricsAddr, "metrics-bind-address", ":8080", "Address of the Prometheus metrics endpoint; 0 disables it.")
 	fs.StringVar(&f.ProbeAddr, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz probes.")

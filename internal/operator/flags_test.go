@@ -1,6 +1,7 @@
 package operator
 
 import (
+	"context"
 	"flag"
 	"os"
 	"path/filepath"
@@ -24,7 +25,8 @@ func TestFlagsFromCommandLineAndEnvironment(t *testing.T) {
 			w := f.Config.Webhook
 			if w.BindAddress != ":8090" || w.Path != "/callback" || w.MaxRequestSkew != time.Minute || w.MaxBodyBytes != 1<<20 ||
 				f.Config.DeliveredRetention != time.Hour || f.Config.FailedRetention != 168*time.Hour ||
-				f.Config.MaxConcurrentReconciles != 8 || !f.LeaderElect || w.Namespace == "" {
+				f.Config.MaxConcurrentReconciles != 8 || !f.LeaderElect || w.Namespace == "" ||
+				f.Config.DeliveryYieldStoreDelay != 25*time.Millisecond || f.Config.DeliveryYieldMaxWait != 10*time.Second {
 				t.Fatalf("unexpected defaults: %+v", f.Config)
 			}
 		}},
@@ -70,5 +72,28 @@ func TestABadEnvironmentValueIsAnError(t *testing.T) {
 	_ = fs.Parse(nil)
 	if err := f.Complete(fs); err == nil {
 		t.Fatal("accepted OFFICIALACCOUNT_STORE_TIMEOUT=soon")
+	}
+}
+
+// The webhook's stores reach the pressure the deliveries ask: a store slower than usual
+// by more than --delivery-yield-store-delay makes the next delivery wait its turn, and
+// with the delay at 0 none waits.
+func TestTheWebhooksSlowStoresMakeDeliveriesGiveWay(t *testing.T) {
+	for _, delay := range []string{"0s", "25ms"} {
+		t.Run("delay="+delay, func(t *testing.T) {
+			fs := flag.NewFlagSet("test", flag.ContinueOnError)
+			f := BindFlags(fs)
+			if err := fs.Parse([]string{"--sdk-app-id=1", "--delivery-yield-store-delay=" + delay}); err != nil {
+				t.Fatal(err)
+			}
+			opts, pressure := webhookWithPressure(f)
+			opts.OnStore(time.Millisecond) // the usual store
+			opts.OnStore(time.Second)
+			release, waited := pressure.AdmitDelivery(context.Background(), time.Minute)
+			release()
+			if gaveWay := waited >= 10*time.Millisecond; gaveWay != (delay != "0s") {
+				t.Fatalf("waited %s after a slow store with the delay at %s", waited, delay)
+			}
+		})
 	}
 }

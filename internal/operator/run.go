@@ -33,10 +33,7 @@ func Run(ctx context.Context, restConfig *rest.Config, f *Flags, started func(*w
 	if err != nil {
 		return err
 	}
-	// The webhook reports its stores, the deliveries give way while they are slow.
-	pressure := &storepressure.Pressure{Delay: f.Config.DeliveryYieldStoreDelay}
-	webhookOptions := f.Config.Webhook
-	webhookOptions.OnStore = pressure.ObserveStore
+	webhookOptions, pressure := webhookWithPressure(f)
 	server, err := webhookserver.New(webhookClient, webhookOptions)
 	if err != nil {
 		return err
@@ -80,6 +77,15 @@ func Run(ctx context.Context, restConfig *rest.Config, f *Flags, started func(*w
 // cache, and no client-side rate limit. Its creates answer Tencent, who waits 2 s, so they
 // must not queue behind a limit shared with the reconcilers: the API server's Priority and
 // Fairness protects it instead, and a rejected create becomes 503 FAIL like any other.
+// webhookWithPressure returns the webhook's options with each store reported to the
+// returned pressure, which the deliveries give way to while stores are slow.
+func webhookWithPressure(f *Flags) (webhookserver.Options, *storepressure.Pressure) {
+	pressure := &storepressure.Pressure{Delay: f.Config.DeliveryYieldStoreDelay}
+	opts := f.Config.Webhook
+	opts.OnStore = pressure.ObserveStore
+	return opts, pressure
+}
+
 func newWebhookClient(restConfig *rest.Config) (client.Client, error) {
 	cfg := rest.CopyConfig(restConfig)
 	cfg.QPS, cfg.Burst, cfg.RateLimiter = -1, 0, nil
