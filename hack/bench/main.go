@@ -38,7 +38,7 @@ func main() {
 	flag.Float64Var(&cfg.SustainedFraction, "sustained-fraction", 0.2, "Sustained phase: open-loop rate as a fraction of the ceiling.")
 	flag.DurationVar(&cfg.SustainedDuration, "sustained-duration", 60*time.Second, "Sustained phase: length of the load.")
 	flag.DurationVar(&cfg.SustainedRetention, "sustained-retention", 15*time.Second, "Sustained phase: the manager's --delivered-retention.")
-	flag.StringVar(&cfg.ProfileDir, "profile-dir", "", "Write CPU profiles of kube-apiserver and the manager over the sustained phase here.")
+	flag.StringVar(&cfg.ProfileDir, "profile-dir", "", "Write CPU profiles of kube-apiserver and the manager over ingest, the start of end to end and each sustained phase here.")
 	flag.BoolVar(&cfg.ServiceAccount, "service-account", false, "Run the manager as the chart's ServiceAccount, under priority and fairness as in a cluster, instead of as an exempt admin.")
 	flag.BoolVar(&cfg.FlowSchema, "flow-schema", false, "Apply hack/bench/testdata/flowschema.yaml (a priority level of its own for the webhook's creates); implies -service-account.")
 	skip := flag.String("skip", "", "Phases to leave out, comma-separated: write-costs, memory, sustained.")
@@ -46,6 +46,9 @@ func main() {
 	flag.Func("manager-arg", "An extra flag for the manager, e.g. --manager-arg=--max-concurrent-reconciles=16 (repeatable).",
 		func(v string) error { cfg.ManagerArgs = append(cfg.ManagerArgs, v); return nil })
 	flag.Parse()
+	if flag.NArg() > 0 {
+		fail(fmt.Errorf("unexpected arguments %q: every setting is a flag (-h lists them)", flag.Args()))
+	}
 	cfg.Skip = map[string]bool{}
 	for _, phase := range strings.Split(*skip, ",") {
 		switch phase {
