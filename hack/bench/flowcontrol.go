@@ -9,13 +9,9 @@ import (
 
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
-	"sigs.k8s.io/yaml"
-
-	"github.com/chat-operators/officialaccount-operator/internal/testenv"
 )
 
 // The ServiceAccount the manager runs as with -service-account, as the chart installs it
@@ -58,15 +54,11 @@ func serviceAccountKubeconfig(ctx context.Context, env *envtest.Environment, c c
 
 // applyFlowSchema creates the candidate FlowSchema and PriorityLevelConfiguration.
 func applyFlowSchema(ctx context.Context, c client.Client) error {
-	raw, err := os.ReadFile(filepath.Join(testenv.RepoRoot(), "hack", "bench", "testdata", "flowschema.yaml"))
+	objects, err := testdataObjects("flowschema.yaml", strings.NewReplacer())
 	if err != nil {
 		return err
 	}
-	for _, doc := range strings.Split(string(raw), "\n---\n") {
-		obj := &unstructured.Unstructured{}
-		if err := yaml.Unmarshal([]byte(doc), &obj.Object); err != nil {
-			return err
-		}
+	for _, obj := range objects {
 		if err := c.Create(ctx, obj); err != nil {
 			return fmt.Errorf("creating %s %s: %w", obj.GetKind(), obj.GetName(), err)
 		}

@@ -265,12 +265,18 @@ func dropCELRules(node any) {
 // specImmutabilityPolicy is the candidate admission policy and its binding (testdata),
 // bound to the given group's events.
 func specImmutabilityPolicy(group string) ([]*unstructured.Unstructured, error) {
-	raw, err := os.ReadFile(filepath.Join(testenv.RepoRoot(), "hack", "bench", "testdata", "spec-immutability-policy.yaml"))
+	return testdataObjects("spec-immutability-policy.yaml", strings.NewReplacer(v1alpha1.GroupVersion.Group, group))
+}
+
+// testdataObjects reads the objects of a YAML file in testdata, with the replacements
+// made first.
+func testdataObjects(file string, replace *strings.Replacer) ([]*unstructured.Unstructured, error) {
+	raw, err := os.ReadFile(filepath.Join(testenv.RepoRoot(), "hack", "bench", "testdata", file))
 	if err != nil {
 		return nil, err
 	}
 	var objects []*unstructured.Unstructured
-	for _, doc := range strings.Split(strings.ReplaceAll(string(raw), v1alpha1.GroupVersion.Group, group), "\n---\n") {
+	for _, doc := range strings.Split(replace.Replace(string(raw)), "\n---\n") {
 		obj := &unstructured.Unstructured{}
 		if err := yaml.Unmarshal([]byte(doc), &obj.Object); err != nil {
 			return nil, err

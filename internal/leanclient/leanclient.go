@@ -57,11 +57,7 @@ func (c *Client) Create(ctx context.Context, obj client.Object, opts ...client.C
 	if !ok || len(opts) > 0 {
 		return c.Client.Create(ctx, obj, opts...)
 	}
-	body, err := encode(sub)
-	if err != nil {
-		return err
-	}
-	return write(ctx, c.events.Post().Namespace(sub.Namespace).Resource(resource), body, sub)
+	return write(ctx, c.events.Post().Namespace(sub.Namespace).Resource(resource), sub)
 }
 
 // Status returns a writer whose Update of an event's status takes the lean path.
@@ -80,16 +76,16 @@ func (w statusWriter) Update(ctx context.Context, obj client.Object, opts ...cli
 	if !ok || len(opts) > 0 {
 		return w.SubResourceWriter.Update(ctx, obj, opts...)
 	}
+	return write(ctx, w.events.Put().Namespace(sub.Namespace).Resource(resource).Name(sub.Name).SubResource("status"), sub)
+}
+
+// write sends sub with the request and reads the answer's metadata into sub. An error is
+// the API server's Status, message and causes included, as a typed client returns it.
+func write(ctx context.Context, req *rest.Request, sub *v1alpha1.OfficialAccountSubscription) error {
 	body, err := encode(sub)
 	if err != nil {
 		return err
 	}
-	return write(ctx, w.events.Put().Namespace(sub.Namespace).Resource(resource).Name(sub.Name).SubResource("status"), body, sub)
-}
-
-// write sends the request and reads the answer's metadata into sub. An error is the
-// API server's Status, message and causes included, as a typed client returns it.
-func write(ctx context.Context, req *rest.Request, body []byte, sub *v1alpha1.OfficialAccountSubscription) error {
 	// Body sets the Content-Type header only for objects, not for bytes.
 	result := req.SetHeader("Content-Type", runtime.ContentTypeJSON).Body(body).Do(ctx)
 	if err := result.Error(); err != nil {
