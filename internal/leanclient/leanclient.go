@@ -1,5 +1,7 @@
-// Package leanclient makes the two writes every event pays for, the webhook's create and
-// the reconciler's status update, without decoding the API server's answer whole.
+// Package leanclient makes what every event costs the manager lean: the two writes it pays
+// for, the webhook's create and the reconciler's status update, without decoding the API
+// server's answer whole (Client), and the cache's watch of events with one decode per
+// frame (Watcher, in watch.go).
 //
 // A typed client decodes each answer into the object it sent: the whole resource, with
 // its managedFields, through a generic JSON decoder that first reads the document once

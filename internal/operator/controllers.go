@@ -19,6 +19,7 @@ import (
 	"github.com/chat-operators/officialaccount-operator/api/v1alpha1"
 	"github.com/chat-operators/officialaccount-operator/controllers"
 	"github.com/chat-operators/officialaccount-operator/delivery"
+	"github.com/chat-operators/officialaccount-operator/internal/leanclient"
 	"github.com/chat-operators/officialaccount-operator/sinks"
 )
 
@@ -135,6 +136,7 @@ func leaseNamespace(f *Flags) string {
 func ManagerOptions(f *Flags) ctrl.Options {
 	return ctrl.Options{
 		Scheme:                  NewScheme(),
+		NewCache:                newCacheWatchingEventsLean(f.Config.Webhook.Namespace),
 		Metrics:                 metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress:  "0",
 		GracefulShutdownTimeout: ptr.To(f.Config.ReconcilerShutdownTimeout),
@@ -145,7 +147,8 @@ func ManagerOptions(f *Flags) ctrl.Options {
 		// keeps the cache small and lets the operator run with a namespaced Role. Managed
 		// fields are most of a small object's bytes and the operator never reads them.
 		// Of the Secrets, only those labelled for sinks: the operator has no business with
-		// the others, and does not keep them in memory.
+		// the others, and does not keep them in memory. The events' informer applies no
+		// selector of its own, as their watch (leanclient.Watcher) does not.
 		Cache: cache.Options{
 			DefaultNamespaces: map[string]cache.Config{f.Config.Webhook.Namespace: {}},
 			DefaultTransform:  cache.TransformStripManagedFields(),
@@ -153,5 +156,18 @@ func ManagerOptions(f *Flags) ctrl.Options {
 				&corev1.Secret{}: {Label: labels.SelectorFromSet(labels.Set{v1alpha1.LabelSinkCredentials: "true"})},
 			},
 		},
+	}
+}
+
+// newCacheWatchingEventsLean makes the manager's cache, whose informer of the events in
+// namespace decodes their watch lean (leanclient.Watcher) over the manager's connections.
+func newCacheWatchingEventsLean(namespace string) cache.NewCacheFunc {
+	return func(cfg *rest.Config, opts cache.Options) (cache.Cache, error) {
+		events, err := leanclient.NewWatcher(cfg, opts.HTTPClient, opts.Scheme, namespace)
+		if err != nil {
+			return nil, err
+		}
+		opts.NewInformer = events.NewInformer
+		return cache.New(cfg, opts)
 	}
 }
