@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -136,7 +138,7 @@ func leaseNamespace(f *Flags) string {
 func ManagerOptions(f *Flags) ctrl.Options {
 	return ctrl.Options{
 		Scheme:                  NewScheme(),
-		NewCache:                newCacheWatchingEventsLean(f.Config.Webhook.Namespace),
+		NewCache:                newCacheWatchingEventsLean,
 		Metrics:                 metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress:  "0",
 		GracefulShutdownTimeout: ptr.To(f.Config.ReconcilerShutdownTimeout),
@@ -147,8 +149,9 @@ func ManagerOptions(f *Flags) ctrl.Options {
 		// keeps the cache small and lets the operator run with a namespaced Role. Managed
 		// fields are most of a small object's bytes and the operator never reads them.
 		// Of the Secrets, only those labelled for sinks: the operator has no business with
-		// the others, and does not keep them in memory. The events' informer applies no
-		// selector of its own, as their watch (leanclient.Watcher) does not.
+		// the others, and does not keep them in memory. Events have no selector:
+		// their watch (leanclient.Watcher) applies none, and newCacheWatchingEventsLean
+		// refuses one.
 		Cache: cache.Options{
 			DefaultNamespaces: map[string]cache.Config{f.Config.Webhook.Namespace: {}},
 			DefaultTransform:  cache.TransformStripManagedFields(),
@@ -159,15 +162,28 @@ func ManagerOptions(f *Flags) ctrl.Options {
 	}
 }
 
-// newCacheWatchingEventsLean makes the manager's cache, whose informer of the events in
-// namespace decodes their watch lean (leanclient.Watcher) over the manager's connections.
-func newCacheWatchingEventsLean(namespace string) cache.NewCacheFunc {
-	return func(cfg *rest.Config, opts cache.Options) (cache.Cache, error) {
-		events, err := leanclient.NewWatcher(cfg, opts.HTTPClient, opts.Scheme, namespace)
-		if err != nil {
-			return nil, err
-		}
-		opts.NewInformer = events.NewInformer
-		return cache.New(cfg, opts)
+// newCacheWatchingEventsLean makes the manager's cache, whose informer of events decodes
+// their watch lean (leanclient.Watcher) over the manager's connections. That watch knows
+// one namespace and no selector, so a cache configured otherwise is refused here rather
+// than filled with what its list would not have kept.
+func newCacheWatchingEventsLean(cfg *rest.Config, opts cache.Options) (cache.Cache, error) {
+	if len(opts.DefaultNamespaces) != 1 || opts.DefaultLabelSelector != nil || opts.DefaultFieldSelector != nil ||
+		opts.NewInformer != nil {
+		return nil, errors.New("the lean watch of events needs a cache of one namespace, without default selectors or an informer constructor of its own")
 	}
+	for obj := range opts.ByObject {
+		if _, ok := obj.(*v1alpha1.OfficialAccountSubscription); ok {
+			return nil, errors.New("the lean watch of events applies no selector: the cache can have no ByObject entry for events")
+		}
+	}
+	namespace := slices.Collect(maps.Keys(opts.DefaultNamespaces))[0]
+	if c := opts.DefaultNamespaces[namespace]; c.LabelSelector != nil || c.FieldSelector != nil {
+		return nil, errors.New("the lean watch of events applies no selector: the cache's namespace can have none")
+	}
+	events, err := leanclient.NewWatcher(cfg, opts.HTTPClient, opts.Scheme, namespace)
+	if err != nil {
+		return nil, err
+	}
+	opts.NewInformer = events.NewInformer
+	return cache.New(cfg, opts)
 }
