@@ -3,6 +3,7 @@ package leanclient
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -94,7 +95,10 @@ func (w *Watcher) Watch(ctx context.Context, opts metav1.ListOptions) (watch.Int
 				// As client-go reports a frame it cannot decode: the cause is unknown, hence 500.
 				apierrors.NewClientErrorReporter(http.StatusInternalServerError, http.MethodGet, "ClientWatchDecoding")), nil
 		}
-		if !utilnet.IsProbableEOF(err) && !utilnet.IsTimeout(err) {
+		// Only a failed connection is tried again: the API server's answers, whatever
+		// their message says, come back as they are.
+		var answered apierrors.APIStatus
+		if errors.As(err, &answered) || !utilnet.IsProbableEOF(err) && !utilnet.IsTimeout(err) {
 			return nil, err
 		}
 		if attempt == watchRetries {

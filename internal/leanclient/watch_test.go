@@ -388,3 +388,27 @@ func BenchmarkWatchDecode(b *testing.B) {
 		})
 	}
 }
+
+// The API server's refusal is not a failed connection, whatever its message says: it
+// comes back at once, as client-go's does.
+func TestAWatchTheAPIServerRefusesIsNotOpenedAgain(t *testing.T) {
+	var attempts atomic.Int32
+	server := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		attempts.Add(1)
+		w.Header().Set("Content-Type", runtime.ContentTypeJSON)
+		w.WriteHeader(http.StatusInternalServerError)
+		_, _ = io.WriteString(w, `{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure",`+
+			`"message":"etcd: connection reset by peer","reason":"InternalError","code":500}`)
+	}))
+	defer server.Close()
+	watcher, err := NewWatcher(&rest.Config{Host: server.URL}, server.Client(), testScheme(t), "default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	watcher.retryInterval = 10 * time.Millisecond
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := watcher.Watch(ctx, metav1.ListOptions{}); !apierrors.IsInternalError(err) || attempts.Load() != 1 {
+		t.Fatalf("%d attempts, error %v; want one attempt and the API server's InternalError", attempts.Load(), err)
+	}
+}

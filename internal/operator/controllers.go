@@ -15,6 +15,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
 	"sigs.k8s.io/controller-runtime/pkg/config"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
@@ -171,8 +172,10 @@ func newCacheWatchingEventsLean(cfg *rest.Config, opts cache.Options) (cache.Cac
 		opts.NewInformer != nil {
 		return nil, errors.New("the lean watch of events needs a cache of one namespace, without default selectors or an informer constructor of its own")
 	}
+	events := v1alpha1.GroupVersion.WithKind("OfficialAccountSubscription").GroupKind()
 	for obj := range opts.ByObject {
-		if _, ok := obj.(*v1alpha1.OfficialAccountSubscription); ok {
+		// By kind, not Go type: an unstructured or metadata-only entry of events counts.
+		if gvk, err := apiutil.GVKForObject(obj, opts.Scheme); err != nil || gvk.GroupKind() == events {
 			return nil, errors.New("the lean watch of events applies no selector: the cache can have no ByObject entry for events")
 		}
 	}
@@ -180,10 +183,10 @@ func newCacheWatchingEventsLean(cfg *rest.Config, opts cache.Options) (cache.Cac
 	if c := opts.DefaultNamespaces[namespace]; c.LabelSelector != nil || c.FieldSelector != nil {
 		return nil, errors.New("the lean watch of events applies no selector: the cache's namespace can have none")
 	}
-	events, err := leanclient.NewWatcher(cfg, opts.HTTPClient, opts.Scheme, namespace)
+	watcher, err := leanclient.NewWatcher(cfg, opts.HTTPClient, opts.Scheme, namespace)
 	if err != nil {
 		return nil, err
 	}
-	opts.NewInformer = events.NewInformer
+	opts.NewInformer = watcher.NewInformer
 	return cache.New(cfg, opts)
 }

@@ -7,6 +7,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/rest"
@@ -20,12 +21,16 @@ import (
 // manager's own options pass, and a cache configured otherwise is refused, not built.
 func TestTheCacheWatchingEventsLeanRefusesWhatItsWatchWouldMiss(t *testing.T) {
 	cfg := &rest.Config{Host: "https://127.0.0.1:6443"}
-	managers := ManagerOptions(&Flags{Config: DefaultConfig()}).Cache
+	config := DefaultConfig()
+	config.Webhook.Namespace = "officialaccount-system"
+	managers := ManagerOptions(&Flags{Config: config}).Cache
 	oneNamespace := map[string]cache.Config{"oa": {}}
 	sdkApp := labels.SelectorFromSet(labels.Set{v1alpha1.LabelSDKAppID: "1400000000"})
 	// The cache asks whether the kinds it selects by are namespaced; nothing here is served.
 	mapper := meta.NewDefaultRESTMapper(nil)
 	mapper.Add(corev1.SchemeGroupVersion.WithKind("Secret"), meta.RESTScopeNamespace)
+	eventsMetadata := &metav1.PartialObjectMetadata{}
+	eventsMetadata.SetGroupVersionKind(v1alpha1.GroupVersion.WithKind("OfficialAccountSubscription"))
 	for _, tt := range []struct {
 		name    string
 		options cache.Options
@@ -40,6 +45,8 @@ func TestTheCacheWatchingEventsLeanRefusesWhatItsWatchWouldMiss(t *testing.T) {
 		{"a selector of the namespace", cache.Options{DefaultNamespaces: map[string]cache.Config{"oa": {LabelSelector: sdkApp}}}, "the cache's namespace can have none"},
 		{"a selector of events", cache.Options{DefaultNamespaces: oneNamespace,
 			ByObject: map[client.Object]cache.ByObject{&v1alpha1.OfficialAccountSubscription{}: {Label: sdkApp}}}, "no ByObject entry for events"},
+		{"a selector of events' metadata", cache.Options{DefaultNamespaces: oneNamespace,
+			ByObject: map[client.Object]cache.ByObject{eventsMetadata: {Label: sdkApp}}}, "no ByObject entry for events"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			opts := tt.options
