@@ -41,16 +41,27 @@ type Client struct {
 // Wrap wraps c, making the lean writes with a REST client of cfg over httpClient (the
 // wrapped client's, so that both share connections).
 func Wrap(c client.Client, cfg *rest.Config, httpClient *http.Client, scheme *runtime.Scheme) (*Client, error) {
+	events, err := eventsClient(cfg, httpClient, scheme, func(cfg *rest.Config) { cfg.ContentType = runtime.ContentTypeJSON })
+	if err != nil {
+		return nil, err
+	}
+	return &Client{Client: c, events: events}, nil
+}
+
+// eventsClient is a REST client of events, in JSON, from a copy of cfg that adjust may
+// change further; the scheme decodes the API server's errors.
+func eventsClient(cfg *rest.Config, httpClient *http.Client, scheme *runtime.Scheme, adjust func(*rest.Config)) (rest.Interface, error) {
 	cfg = rest.CopyConfig(cfg)
 	cfg.APIPath = "/apis"
 	cfg.GroupVersion = &v1alpha1.GroupVersion
-	cfg.ContentType = runtime.ContentTypeJSON
+	cfg.AcceptContentTypes = runtime.ContentTypeJSON
 	cfg.NegotiatedSerializer = serializer.NewCodecFactory(scheme).WithoutConversion()
+	adjust(cfg)
 	events, err := rest.RESTClientForConfigAndClient(cfg, httpClient)
 	if err != nil {
 		return nil, fmt.Errorf("creating the REST client for %s: %w", resource, err)
 	}
-	return &Client{Client: c, events: events}, nil
+	return events, nil
 }
 
 // Create stores an event; on success obj's metadata carries what the API server set.

@@ -2,6 +2,7 @@ package leanclient
 
 import (
 	"context"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -27,24 +28,36 @@ func event(name string) *v1alpha1.OfficialAccountSubscription {
 	}
 }
 
-// The lean writes against a real API server: what they set on the object, what they store,
-// and that their errors are the typed client's.
-func TestLeanWrites(t *testing.T) {
+// startAPIServer starts an API server for the test and returns what a lean client is
+// made of: its config, the scheme, the HTTP client, and a typed client over them.
+func startAPIServer(t *testing.T) (*rest.Config, *runtime.Scheme, *http.Client, client.WithWatch) {
 	cfg, _ := testenv.StartForTest(t, testenv.NewEnvironment())
+	scheme := testScheme(t)
+	httpClient, err := rest.HTTPClientFor(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	typed, err := client.NewWithWatch(cfg, client.Options{Scheme: scheme, HTTPClient: httpClient})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg, scheme, httpClient, typed
+}
+
+func testScheme(t testing.TB) *runtime.Scheme {
 	scheme := runtime.NewScheme()
 	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, v1alpha1.AddToScheme} {
 		if err := add(scheme); err != nil {
 			t.Fatal(err)
 		}
 	}
-	httpClient, err := rest.HTTPClientFor(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	typed, err := client.New(cfg, client.Options{Scheme: scheme, HTTPClient: httpClient})
-	if err != nil {
-		t.Fatal(err)
-	}
+	return scheme
+}
+
+// The lean writes against a real API server: what they set on the object, what they store,
+// and that their errors are the typed client's.
+func TestLeanWrites(t *testing.T) {
+	cfg, scheme, httpClient, typed := startAPIServer(t)
 	lean, err := Wrap(typed, cfg, httpClient, scheme)
 	if err != nil {
 		t.Fatal(err)

@@ -12,7 +12,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/runtime/serializer"
 	utilnet "k8s.io/apimachinery/pkg/util/net"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/rest"
@@ -49,17 +48,13 @@ const watchRetries = 10
 // httpClient (the manager's, so that both share connections). The scheme decodes the API
 // server's errors.
 func NewWatcher(cfg *rest.Config, httpClient *http.Client, scheme *runtime.Scheme, namespace string) (*Watcher, error) {
-	cfg = rest.CopyConfig(cfg)
-	cfg.APIPath = "/apis"
-	cfg.GroupVersion = &v1alpha1.GroupVersion
-	cfg.AcceptContentTypes = runtime.ContentTypeJSON
-	cfg.NegotiatedSerializer = serializer.NewCodecFactory(scheme).WithoutConversion()
 	// client-go never rate-limits a watch: a watch waiting behind the writes' bucket would
 	// leave the cache behind them.
-	cfg.RateLimiter = flowcontrol.NewFakeAlwaysRateLimiter()
-	events, err := rest.RESTClientForConfigAndClient(cfg, httpClient)
+	events, err := eventsClient(cfg, httpClient, scheme, func(cfg *rest.Config) {
+		cfg.RateLimiter = flowcontrol.NewFakeAlwaysRateLimiter()
+	})
 	if err != nil {
-		return nil, fmt.Errorf("creating the REST client that watches %s: %w", resource, err)
+		return nil, err
 	}
 	return &Watcher{events: events, namespace: namespace, retryInterval: time.Second}, nil
 }

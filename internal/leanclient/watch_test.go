@@ -19,25 +19,13 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/serializer"
 	"k8s.io/apimachinery/pkg/runtime/serializer/streaming"
 	"k8s.io/apimachinery/pkg/watch"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	restclientwatch "k8s.io/client-go/rest/watch"
 	toolscache "k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/chat-operators/officialaccount-operator/api/v1alpha1"
-	"github.com/chat-operators/officialaccount-operator/internal/testenv"
 )
-
-func testScheme(t testing.TB) *runtime.Scheme {
-	scheme := runtime.NewScheme()
-	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, v1alpha1.AddToScheme} {
-		if err := add(scheme); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return scheme
-}
 
 // clientGoDecoder decodes a watch stream as client-go's Request.Watch does with
 // controller-runtime's codecs: what the lean decoder is held to.
@@ -167,16 +155,7 @@ func TestFrameDecoderReadsWhatClientGoReads(t *testing.T) {
 // watch-list's initial events and its bookmark, the same refusal, and an informer that
 // fills and follows through it.
 func TestLeanWatch(t *testing.T) {
-	cfg, _ := testenv.StartForTest(t, testenv.NewEnvironment())
-	scheme := testScheme(t)
-	httpClient, err := rest.HTTPClientFor(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	typed, err := client.NewWithWatch(cfg, client.Options{Scheme: scheme, HTTPClient: httpClient})
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg, scheme, httpClient, typed := startAPIServer(t)
 	watcher, err := NewWatcher(cfg, httpClient, scheme, "default")
 	if err != nil {
 		t.Fatal(err)
@@ -313,14 +292,7 @@ func TestAWatchWhoseConnectionFailsIsOpenedAgain(t *testing.T) {
 				_, _ = io.WriteString(w, bookmark)
 			}))
 			defer server.Close()
-			watcher, err := NewWatcher(&rest.Config{Host: server.URL}, server.Client(), testScheme(t), "default")
-			if err != nil {
-				t.Fatal(err)
-			}
-			watcher.retryInterval = 10 * time.Millisecond
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
-			w, err := watcher.Watch(ctx, metav1.ListOptions{})
+			w, err := watchThrough(t, server)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -336,6 +308,36 @@ func TestAWatchWhoseConnectionFailsIsOpenedAgain(t *testing.T) {
 			}
 		})
 	}
+}
+
+// The API server's refusal is not a failed connection, whatever its message says: it
+// comes back at once, as client-go's does.
+func TestAWatchTheAPIServerRefusesIsNotOpenedAgain(t *testing.T) {
+	var attempts atomic.Int32
+	server := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		attempts.Add(1)
+		w.Header().Set("Content-Type", runtime.ContentTypeJSON)
+		w.WriteHeader(http.StatusInternalServerError)
+		_, _ = io.WriteString(w, `{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure",`+
+			`"message":"etcd: connection reset by peer","reason":"InternalError","code":500}`)
+	}))
+	defer server.Close()
+	if _, err := watchThrough(t, server); !apierrors.IsInternalError(err) || attempts.Load() != 1 {
+		t.Fatalf("%d attempts, error %v; want one attempt and the API server's InternalError", attempts.Load(), err)
+	}
+}
+
+// watchThrough opens a lean watch of server's events, trying a failed connection again
+// after 10 ms instead of a second.
+func watchThrough(t *testing.T, server *httptest.Server) (watch.Interface, error) {
+	watcher, err := NewWatcher(&rest.Config{Host: server.URL}, server.Client(), testScheme(t), "default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	watcher.retryInterval = 10 * time.Millisecond
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return watcher.Watch(ctx, metav1.ListOptions{})
 }
 
 func mustWatch(t *testing.T, open func(metav1.ListOptions) (watch.Interface, error), opts metav1.ListOptions) watch.Interface {
@@ -386,29 +388,5 @@ func BenchmarkWatchDecode(b *testing.B) {
 				}
 			}
 		})
-	}
-}
-
-// The API server's refusal is not a failed connection, whatever its message says: it
-// comes back at once, as client-go's does.
-func TestAWatchTheAPIServerRefusesIsNotOpenedAgain(t *testing.T) {
-	var attempts atomic.Int32
-	server := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		attempts.Add(1)
-		w.Header().Set("Content-Type", runtime.ContentTypeJSON)
-		w.WriteHeader(http.StatusInternalServerError)
-		_, _ = io.WriteString(w, `{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure",`+
-			`"message":"etcd: connection reset by peer","reason":"InternalError","code":500}`)
-	}))
-	defer server.Close()
-	watcher, err := NewWatcher(&rest.Config{Host: server.URL}, server.Client(), testScheme(t), "default")
-	if err != nil {
-		t.Fatal(err)
-	}
-	watcher.retryInterval = 10 * time.Millisecond
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if _, err := watcher.Watch(ctx, metav1.ListOptions{}); !apierrors.IsInternalError(err) || attempts.Load() != 1 {
-		t.Fatalf("%d attempts, error %v; want one attempt and the API server's InternalError", attempts.Load(), err)
 	}
 }

@@ -112,9 +112,10 @@ func shutdownDeadline(stopping <-chan time.Time, timeout time.Duration) time.Tim
 }
 
 // reconcilerRESTConfig applies --kube-api-qps to the reconcilers' clients, each REST
-// client with a bucket of its own, as controller-runtime makes them. It also asks for uncompressed answers: the API server gzips its watch streams, which
-// cost the manager 2 % of its CPU to inflate and the API server 1 % to deflate, to save
-// bytes between a pod and its own cluster's API server.
+// client with a bucket of its own, as controller-runtime makes them. It also asks for
+// uncompressed answers: the API server gzips its watch streams, which cost the manager
+// 2 % of its CPU to inflate and the API server 1 % to deflate, to save bytes between a pod
+// and its own cluster's API server.
 func reconcilerRESTConfig(restConfig *rest.Config, f *Flags) *rest.Config {
 	cfg := rest.CopyConfig(restConfig)
 	cfg.DisableCompression = true

@@ -110,9 +110,9 @@ func NewScheme() *runtime.Scheme {
 }
 
 // SetupControllers adds the reconcilers to mgr. ingest, if not nil, is what deliveries
-// give way to while the webhook's stores are slow (package storepressure); the ledger outlives the manager (see runControllers). It
-// returns the subscription reconciler, whose unwritten outcomes the caller writes once mgr
-// has stopped.
+// give way to while the webhook's stores are slow (package storepressure); the ledger
+// outlives the manager (see runControllers). It returns the subscription reconciler, whose
+// unwritten outcomes the caller writes once mgr has stopped.
 func SetupControllers(ctx context.Context, mgr ctrl.Manager, cfg Config, registry *sinks.Registry,
 	ingest controllers.StoreActivity, ledger *delivery.Ledger) (*controllers.SubscriptionReconciler, error) {
 	activity := &delivery.SinkActivity{}

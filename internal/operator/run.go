@@ -73,10 +73,6 @@ func Run(ctx context.Context, restConfig *rest.Config, f *Flags, started func(*w
 	return webhookErr
 }
 
-// newWebhookClient is the webhook server's client: straight to the API server, with no
-// cache, and no client-side rate limit. Its creates answer Tencent, who waits 2 s, so they
-// must not queue behind a limit shared with the reconcilers: the API server's Priority and
-// Fairness protects it instead, and a rejected create becomes 503 FAIL like any other.
 // webhookWithPressure returns the webhook's options with each store reported to the
 // returned pressure, which the deliveries give way to while stores are slow.
 func webhookWithPressure(f *Flags) (webhookserver.Options, *storepressure.Pressure) {
@@ -86,6 +82,10 @@ func webhookWithPressure(f *Flags) (webhookserver.Options, *storepressure.Pressu
 	return opts, pressure
 }
 
+// newWebhookClient is the webhook server's client: straight to the API server, with no
+// cache, and no client-side rate limit. Its creates answer Tencent, who waits 2 s, so they
+// must not queue behind a limit shared with the reconcilers: the API server's Priority and
+// Fairness protects it instead, and a rejected create becomes 503 FAIL like any other.
 func newWebhookClient(restConfig *rest.Config) (client.Client, error) {
 	cfg := rest.CopyConfig(restConfig)
 	cfg.QPS, cfg.Burst, cfg.RateLimiter = -1, 0, nil
