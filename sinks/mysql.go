@@ -8,7 +8,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/go-sql-driver/mysql"
@@ -40,10 +39,7 @@ type MySQL struct {
 	createTable bool
 	timeout     time.Duration
 
-	// creating admits one delivery at a time to create the tables, and lets the others
-	// waiting for it give up at their deadline.
-	creating chan struct{}
-	created  atomic.Bool
+	tables *setupOnce
 }
 
 // NewMySQL makes a sink with its own connection pool on a go-sql-driver/mysql DSN; it
@@ -71,7 +67,7 @@ func NewMySQL(dsn, table string, createTable bool, timeout time.Duration) (*MySQ
 		table = DefaultMySQLTable
 	}
 	return &MySQL{db: db, table: newMySQLTable(table), createTable: createTable, timeout: timeout,
-		creating: make(chan struct{}, 1)}, nil
+		tables: newSetupOnce()}, nil
 }
 
 // mysqlConfig is the DSN's configuration with the sink's settings where the DSN sets none.
@@ -313,29 +309,21 @@ VALUES `+rows+"\n"+mysqlNewerWins, args...)
 // ensureTables creates the tables once, if asked to. One delivery creates them; the others
 // wait for it, each no longer than its own deadline.
 func (m *MySQL) ensureTables(ctx context.Context) error {
-	if !m.createTable || m.created.Load() {
+	if !m.createTable {
 		return nil
 	}
-	select {
-	case m.creating <- struct{}{}:
-	case <-ctx.Done():
-		return fmt.Errorf("MySQL: waiting for the tables to be created: %w", ctx.Err())
-	}
-	defer func() { <-m.creating }()
-	if m.created.Load() {
-		return nil
-	}
-	collation, err := m.noPadCollation(ctx)
-	if err != nil {
-		return err
-	}
-	for _, ddl := range m.table.ddl(collation) {
-		if _, err := m.db.ExecContext(ctx, ddl); err != nil {
-			return classifyMySQLError(err)
+	return m.tables.Do(ctx, "MySQL's tables to be created", func(ctx context.Context) error {
+		collation, err := m.noPadCollation(ctx)
+		if err != nil {
+			return err
 		}
-	}
-	m.created.Store(true)
-	return nil
+		for _, ddl := range m.table.ddl(collation) {
+			if _, err := m.db.ExecContext(ctx, ddl); err != nil {
+				return classifyMySQLError(err)
+			}
+		}
+		return nil
+	})
 }
 
 // classifyMySQLError fails for good what retrying cannot mend (privileges, a missing

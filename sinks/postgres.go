@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -32,9 +31,7 @@ type Postgres struct {
 	table       pgx.Identifier
 	createTable bool
 	timeout     time.Duration
-
-	mu      sync.Mutex
-	created bool
+	tables      *setupOnce
 }
 
 // NewPostgres makes a sink with its own connection pool; it connects on first use. Every
@@ -65,7 +62,8 @@ func NewPostgres(dsn, table string, createTable bool, timeout time.Duration) (*P
 	if table == "" {
 		table = DefaultPostgresTable
 	}
-	return &Postgres{pool: pool, table: pgx.Identifier(strings.Split(table, ".")), createTable: createTable, timeout: timeout}, nil
+	return &Postgres{pool: pool, table: pgx.Identifier(strings.Split(table, ".")), createTable: createTable, timeout: timeout,
+		tables: newSetupOnce()}, nil
 }
 
 // Close closes the pool.
@@ -153,22 +151,20 @@ WHERE t.event_time < EXCLUDED.event_time`, p.table.Sanitize(), p.accountsTable()
 	return classifyPostgresError(p.pool.SendBatch(ctx, batch).Close())
 }
 
+// ensureTable creates the tables once, if asked to. One delivery creates them; the others
+// wait for it, each no longer than its own deadline.
 func (p *Postgres) ensureTable(ctx context.Context, table string) error {
 	if !p.createTable {
 		return nil
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.created {
-		return nil
-	}
-	for _, ddl := range []string{PostgresTableDDL(table), PostgresSnapshotPartsDDL(p.snapshotPartsTable()), PostgresAccountsDDL(p.accountsTable())} {
-		if _, err := p.pool.Exec(ctx, ddl); err != nil {
-			return classifyPostgresError(err)
+	return p.tables.Do(ctx, "PostgreSQL's tables to be created", func(ctx context.Context) error {
+		for _, ddl := range []string{PostgresTableDDL(table), PostgresSnapshotPartsDDL(p.snapshotPartsTable()), PostgresAccountsDDL(p.accountsTable())} {
+			if _, err := p.pool.Exec(ctx, ddl); err != nil {
+				return classifyPostgresError(err)
+			}
 		}
-	}
-	p.created = true
-	return nil
+		return nil
+	})
 }
 
 // classifyPostgresError fails for good what retrying cannot mend (rights, a missing
