@@ -30,7 +30,6 @@ import (
 	"github.com/chat-operators/officialaccount-operator/api/v1alpha1"
 	"github.com/chat-operators/officialaccount-operator/internal/fakerest"
 	"github.com/chat-operators/officialaccount-operator/resync"
-	"github.com/chat-operators/officialaccount-operator/webhookserver"
 )
 
 // resyncOf makes a resync of the accounts against the suite's stand-in; mutate changes
@@ -174,7 +173,7 @@ func refuseSnapshotPart2(account string) *admissionv1.ValidatingAdmissionPolicyB
 			}}},
 			Validations: []admissionv1.Validation{{Expression: fmt.Sprintf(
 				"!has(object.spec.snapshot) || object.metadata.labels['%s'] != '%s' || object.spec.snapshot.part != 2",
-				v1alpha1.LabelOfficialAccountHash, webhookserver.OfficialAccountHash(account))}},
+				v1alpha1.LabelOfficialAccountHash, v1alpha1.OfficialAccountHash(account))}},
 		},
 	}
 	binding := &admissionv1.ValidatingAdmissionPolicyBinding{
@@ -189,7 +188,7 @@ func refuseSnapshotPart2(account string) *admissionv1.ValidatingAdmissionPolicyB
 	// The API server takes the policy up in its own time: wait until it refuses a probe.
 	probe := &v1alpha1.OfficialAccountSubscription{
 		ObjectMeta: metav1.ObjectMeta{Name: "probe-part-2", Namespace: eventNamespace,
-			Labels: map[string]string{v1alpha1.LabelOfficialAccountHash: webhookserver.OfficialAccountHash(account)}},
+			Labels: map[string]string{v1alpha1.LabelOfficialAccountHash: v1alpha1.OfficialAccountHash(account)}},
 		Spec: v1alpha1.OfficialAccountSubscriptionSpec{SDKAppID: fmt.Sprint(restApp), CallbackCommand: v1alpha1.CommandSnapshot,
 			Action: v1alpha1.ActionSnapshot, OfficialAccount: account, Subscribers: []string{}, ReceivedTime: metav1.Now(),
 			Snapshot: &v1alpha1.SnapshotPart{ID: "probe", Part: 2, Parts: 3}},

@@ -167,7 +167,7 @@ func subscriptionsOf(account string) []v1alpha1.OfficialAccountSubscription {
 	GinkgoHelper()
 	var list v1alpha1.OfficialAccountSubscriptionList
 	Expect(k8s.List(context.Background(), &list, client.InNamespace(eventNamespace),
-		client.MatchingLabels{v1alpha1.LabelOfficialAccountHash: webhookserver.OfficialAccountHash(account)})).To(Succeed())
+		client.MatchingLabels{v1alpha1.LabelOfficialAccountHash: v1alpha1.OfficialAccountHash(account)})).To(Succeed())
 	return list.Items
 }
 

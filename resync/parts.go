@@ -10,7 +10,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/chat-operators/officialaccount-operator/api/v1alpha1"
-	"github.com/chat-operators/officialaccount-operator/webhookserver"
 )
 
 // storedParts reads the parts of plan that exist, with their subscribers: every copy that
@@ -21,7 +20,7 @@ func (r *run) storedParts(ctx context.Context, plan *v1alpha1.SnapshotInProgress
 	stored := map[int32][]string{}
 	opts := []client.ListOption{client.InNamespace(r.rs.Namespace), client.Limit(storedPartsPage), client.MatchingLabels{
 		v1alpha1.LabelAction:              string(v1alpha1.ActionSnapshot),
-		v1alpha1.LabelOfficialAccountHash: webhookserver.OfficialAccountHash(account),
+		v1alpha1.LabelOfficialAccountHash: v1alpha1.OfficialAccountHash(account),
 	}}
 	for continued := ""; ; {
 		var list v1alpha1.OfficialAccountSubscriptionList

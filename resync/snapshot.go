@@ -11,7 +11,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/chat-operators/officialaccount-operator/api/v1alpha1"
-	"github.com/chat-operators/officialaccount-operator/webhookserver"
 )
 
 // clockSkew moves a snapshot's time T back from the operator's clock before its listing
@@ -120,7 +119,7 @@ func snapshotPart(namespace, sdkAppID, account string, plan *v1alpha1.SnapshotIn
 			Labels: map[string]string{
 				v1alpha1.LabelSDKAppID:            sdkAppID,
 				v1alpha1.LabelAction:              string(v1alpha1.ActionSnapshot),
-				v1alpha1.LabelOfficialAccountHash: webhookserver.OfficialAccountHash(account),
+				v1alpha1.LabelOfficialAccountHash: v1alpha1.OfficialAccountHash(account),
 			},
 			Annotations: map[string]string{v1alpha1.AnnotationPart: fmt.Sprintf("%d/%d", part, plan.Parts)},
 		},

@@ -184,7 +184,7 @@ func TestSubscriptionsForSplitsLargeEvents(t *testing.T) {
 				if len(o.Spec.Subscribers) != tt.wantSizes[i] || int(o.Spec.SubscriberCount) != tt.wantSizes[i] {
 					t.Fatalf("part %d has %d subscribers (count %d), want %d", i, len(o.Spec.Subscribers), o.Spec.SubscriberCount, tt.wantSizes[i])
 				}
-				if o.Labels[v1alpha1.LabelOfficialAccountHash] != OfficialAccountHash("@TOA#_a") || len(o.Labels[v1alpha1.LabelOfficialAccountHash]) != 32 {
+				if o.Labels[v1alpha1.LabelOfficialAccountHash] != v1alpha1.OfficialAccountHash("@TOA#_a") || len(o.Labels[v1alpha1.LabelOfficialAccountHash]) != 32 {
 					t.Fatalf("part %d has label %q", i, o.Labels[v1alpha1.LabelOfficialAccountHash])
 				}
 				names[o.Name] = true

@@ -38,20 +38,12 @@ func eventName(cb Callback) string {
 	return "oasub-" + hex.EncodeToString(h.Sum(nil))[:24]
 }
 
-// OfficialAccountHash is the label value that stands for an Official Account ID, which is
-// no valid label value itself: the first 32 hex digits of its SHA-256, so that
-// `printf %s "$ID" | sha256sum | cut -c1-32` finds it.
-func OfficialAccountHash(officialAccount string) string {
-	sum := sha256.Sum256([]byte(officialAccount))
-	return hex.EncodeToString(sum[:])[:32]
-}
-
 // subscriptionsFor turns one callback into the resources that store it: one, or several
 // when it names more subscribers than one resource holds. Parts are cut in the order
 // received and named after the whole event, so a repeated delivery maps to the same names.
 func subscriptionsFor(cb Callback, namespace string, received metav1.Time) []*v1alpha1.OfficialAccountSubscription {
 	name := eventName(cb)
-	accountHash := OfficialAccountHash(cb.OfficialAccount)
+	accountHash := v1alpha1.OfficialAccountHash(cb.OfficialAccount)
 	chunks := slices.Collect(slices.Chunk(cb.Subscribers, v1alpha1.MaxSubscribersPerResource))
 	if len(chunks) == 0 {
 		chunks = [][]string{{}} // AccountDestroyed names no subscribers

@@ -401,7 +401,7 @@ func sampleObject(namespace, name string, i int) *v1alpha1.OfficialAccountSubscr
 	return &v1alpha1.OfficialAccountSubscription{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: namespace, Labels: map[string]string{
 			v1alpha1.LabelSDKAppID: benchApp, v1alpha1.LabelAction: "Subscribe",
-			v1alpha1.LabelOfficialAccountHash: webhookserver.OfficialAccountHash("@TOA#_bench")}},
+			v1alpha1.LabelOfficialAccountHash: v1alpha1.OfficialAccountHash("@TOA#_bench")}},
 		Spec: v1alpha1.OfficialAccountSubscriptionSpec{
 			SDKAppID: benchApp, CallbackCommand: webhookserver.CommandAfterAddSubscriber, Action: v1alpha1.ActionSubscribe,
 			OfficialAccount: "@TOA#_bench", OperatorAccount: "107867", Subscribers: []string{"jared", fmt.Sprintf("user-%d", i)},
@@ -446,7 +446,7 @@ func endToEnd(ctx context.Context, c client.WithWatch, s *sender, cfg config, re
 	}
 	var list v1alpha1.OfficialAccountSubscriptionList
 	w, err := c.Watch(ctx, &list, client.InNamespace(eventNamespace),
-		client.MatchingLabels{v1alpha1.LabelOfficialAccountHash: webhookserver.OfficialAccountHash(account)})
+		client.MatchingLabels{v1alpha1.LabelOfficialAccountHash: v1alpha1.OfficialAccountHash(account)})
 	if err != nil {
 		return err
 	}
