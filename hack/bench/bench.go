@@ -40,6 +40,10 @@ type config struct {
 	Rate          float64 // callbacks per second in the steady phase, instead of RateFraction
 	Duration      time.Duration
 	MemoryObjects int
+	// HeldObjects are the events a suspended sink holds in the held phase, measured at
+	// rest for HeldRest.
+	HeldObjects int
+	HeldRest    time.Duration
 	// The sustained phase: an open-loop rate as a fraction of the ceiling, for Duration
 	// with deliveries deleted Retention after they are delivered.
 	SustainedFraction  float64
@@ -52,7 +56,7 @@ type config struct {
 	// admin, whose requests priority and fairness exempts; FlowSchema also applies
 	// testdata/flowschema.yaml.
 	ServiceAccount, FlowSchema bool
-	Skip                       map[string]bool // phases left out: write-costs, memory, sustained
+	Skip                       map[string]bool // phases left out: write-costs, memory, held, sustained
 }
 
 type results struct {
@@ -92,6 +96,8 @@ type results struct {
 		Objects   int     `json:"objectsInCache"`
 		PeakRSSMB float64 `json:"peakRSSMiB"`
 	} `json:"memory"`
+	// Held is the manager at rest with a backlog held by a suspended sink.
+	Held *heldResult `json:"held,omitempty"`
 	// Sustained are the sustained phases: delivered events kept a while, then not kept.
 	Sustained []sustainedResult `json:"sustained"`
 	// CPU is where each throughput phase's CPU time went, per event, by process.
@@ -294,6 +300,14 @@ func run(ctx context.Context, cfg config, logf func(string, ...any)) (*results, 
 		if res.Memory.PeakRSSMB, err = mgr.peakRSSMiB(); err != nil {
 			return nil, err
 		}
+	}
+	if !cfg.Skip["held"] {
+		logf("held: %d events for a suspended sink, then the manager at rest for %s", cfg.HeldObjects, cfg.HeldRest)
+		held, err := heldBacklog(ctx, c, meter, prof, cfg.HeldObjects, cfg.C, cfg.HeldRest, logf)
+		if err != nil {
+			return nil, fmt.Errorf("held: %w", err)
+		}
+		res.Held = &held
 	}
 	mgr.stop()
 	if cfg.Skip["sustained"] {

@@ -13,6 +13,7 @@ import (
 // what must hold at any size (nothing lost, every figure measured), never a speed.
 func TestBenchSmoke(t *testing.T) {
 	cfg := config{N: 40, C: 4, RateFraction: 0.5, Duration: 2 * time.Second, MemoryObjects: 150, WorkDir: t.TempDir(),
+		HeldObjects: 100, HeldRest: time.Second,
 		SustainedFraction: 0.05, SustainedDuration: 6 * time.Second, SustainedRetention: 2 * time.Second}
 	res, err := run(context.Background(), cfg, t.Logf)
 	if err != nil {
@@ -63,6 +64,10 @@ func TestBenchSmoke(t *testing.T) {
 	}
 	if res.Memory.Objects < cfg.MemoryObjects || res.Memory.PeakRSSMB <= 0 {
 		t.Fatalf("memory phase: %d objects, %.0f MiB", res.Memory.Objects, res.Memory.PeakRSSMB)
+	}
+	// All held events were reconciled before the rest began, and the rest was measured.
+	if res.Held == nil || res.Held.Events != cfg.HeldObjects || res.Held.Seconds < cfg.HeldRest.Seconds() || res.Held.ManagerCores < 0 {
+		t.Fatalf("held phase: %+v", res.Held)
 	}
 	if len(res.Sustained) != 2 {
 		t.Fatalf("sustained phases: %+v", res.Sustained)

@@ -1,13 +1,15 @@
 // Command bench measures the operator against the API server's own ceiling, in one run:
 // creates/s straight through a client, events/s through the webhook, events/s end to end
 // to an HTTP sink, answer latency under steady load, and the manager's memory with many
-// resources cached. Every rate is also given as a ratio to the ceiling of the same run.
+// resources cached, and at rest with a backlog held. Every rate is also given as a ratio
+// to the ceiling of the same run.
 //
 // Two sustained phases then run creates, status writes and retention's deletes together
 // (delivered events kept -sustained-retention, then not kept), and a write-cost phase
 // prices each write of an event's life on its own.
 //
 //	go run ./hack/bench [-n 3000] [-c 64] [-rate-fraction 0.5 | -rate 150] [-duration 30s]
+//	    [-memory-objects 20000] [-held-objects 20000] [-held-rest 30s]
 //	    [-sustained-fraction 0.2] [-sustained-duration 60s] [-sustained-retention 15s] [-out bench/results.json]
 package main
 
@@ -35,13 +37,15 @@ func main() {
 	flag.Float64Var(&cfg.Rate, "rate", 0, "Steady load in callbacks per second, instead of -rate-fraction; to compare settings at one rate.")
 	flag.DurationVar(&cfg.Duration, "duration", 30*time.Second, "Length of the steady load.")
 	flag.IntVar(&cfg.MemoryObjects, "memory-objects", 20000, "Resources in the manager's cache for the memory figure.")
+	flag.IntVar(&cfg.HeldObjects, "held-objects", 20000, "Held phase: events a suspended sink holds while the manager is at rest.")
+	flag.DurationVar(&cfg.HeldRest, "held-rest", 30*time.Second, "Held phase: how long the manager's CPU at rest is measured.")
 	flag.Float64Var(&cfg.SustainedFraction, "sustained-fraction", 0.2, "Sustained phase: open-loop rate as a fraction of the ceiling.")
 	flag.DurationVar(&cfg.SustainedDuration, "sustained-duration", 60*time.Second, "Sustained phase: length of the load.")
 	flag.DurationVar(&cfg.SustainedRetention, "sustained-retention", 15*time.Second, "Sustained phase: the manager's --delivered-retention.")
-	flag.StringVar(&cfg.ProfileDir, "profile-dir", "", "Write CPU profiles of kube-apiserver and the manager over ingest, the start of end to end and each sustained phase here.")
+	flag.StringVar(&cfg.ProfileDir, "profile-dir", "", "Write CPU profiles of kube-apiserver and the manager over ingest, the start of end to end, the held backlog's rest and each sustained phase here.")
 	flag.BoolVar(&cfg.ServiceAccount, "service-account", false, "Run the manager as the chart's ServiceAccount, under priority and fairness as in a cluster, instead of as an exempt admin.")
 	flag.BoolVar(&cfg.FlowSchema, "flow-schema", false, "Apply hack/bench/testdata/flowschema.yaml (a priority level of its own for the webhook's creates); implies -service-account.")
-	skip := flag.String("skip", "", "Phases to leave out, comma-separated: write-costs, memory, sustained.")
+	skip := flag.String("skip", "", "Phases to leave out, comma-separated: write-costs, memory, held, sustained.")
 	out := flag.String("out", "bench/results.json", "Where to write the figures as JSON.")
 	flag.Func("manager-arg", "An extra flag for the manager, e.g. --manager-arg=--max-concurrent-reconciles=16 (repeatable).",
 		func(v string) error { cfg.ManagerArgs = append(cfg.ManagerArgs, v); return nil })
@@ -53,7 +57,7 @@ func main() {
 	for _, phase := range strings.Split(*skip, ",") {
 		switch phase {
 		case "":
-		case "write-costs", "memory", "sustained":
+		case "write-costs", "memory", "held", "sustained":
 			cfg.Skip[phase] = true
 		default:
 			fail(fmt.Errorf("-skip: unknown phase %q", phase))
@@ -129,6 +133,10 @@ func printTable(w io.Writer, r *results) {
 	if r.Memory.Objects > 0 {
 		fmt.Fprintf(w, "| manager peak RSS with %d resources cached | %.0f MiB | | ≤ 256 MiB: %s |\n",
 			r.Memory.Objects, r.Memory.PeakRSSMB, verdict(r.Memory.PeakRSSMB <= 256))
+	}
+	if r.Held != nil {
+		fmt.Fprintf(w, "| manager CPU at rest, %d events held by a suspended sink (%.0f s) | %.3f cores | | |\n",
+			r.Held.Events, r.Held.Seconds, r.Held.ManagerCores)
 	}
 }
 
