@@ -43,6 +43,9 @@ func (p *BacklogPublisher) NeedLeaderElection() bool { return true }
 // Start publishes until ctx ends, from the moment the count includes every cached event.
 func (p *BacklogPublisher) Start(ctx context.Context) error {
 	informer, err := p.Cache.GetInformer(ctx, &v1alpha1.OfficialAccountSubscription{})
+	if ctx.Err() != nil {
+		return nil // stopped while the informer was syncing
+	}
 	if err != nil {
 		return fmt.Errorf("the informer of events: %w", err)
 	}

@@ -21,14 +21,15 @@ type pendingCount struct {
 
 var _ toolscache.ResourceEventHandler = (*pendingCount)(nil)
 
-// Pending is the count as of the last change the informer reported.
-func (c *pendingCount) Pending() int { return int(c.n.Load()) }
+// Pending is the count as of the last change the informer reported. It cannot fall below
+// zero under the informer's contract; were it ever to, no count is a truer floor than 0.
+func (c *pendingCount) Pending() int { return max(0, int(c.n.Load())) }
 
 func (c *pendingCount) OnAdd(obj any, _ bool) { c.n.Add(c.weight(obj)) }
 
 // OnUpdate moves the count by the change between the informer's old and new copies: the
 // informer hands each handler every change of an object in order, the old copy being the
-// one it handed before.
+// one it handed before or a copy of the same resourceVersion.
 func (c *pendingCount) OnUpdate(oldObj, newObj any) { c.n.Add(c.weight(newObj) - c.weight(oldObj)) }
 
 func (c *pendingCount) OnDelete(obj any) { c.n.Add(-c.weight(obj)) }

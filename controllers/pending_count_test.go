@@ -35,8 +35,8 @@ func TestPendingCountFollowsTheInformer(t *testing.T) {
 	add := func(sub *v1alpha1.OfficialAccountSubscription) notify {
 		return func(c *pendingCount) { c.OnAdd(sub, false) }
 	}
-	update := func(old, new *v1alpha1.OfficialAccountSubscription) notify {
-		return func(c *pendingCount) { c.OnUpdate(old, new) }
+	update := func(before, after *v1alpha1.OfficialAccountSubscription) notify {
+		return func(c *pendingCount) { c.OnUpdate(before, after) }
 	}
 	remove := func(sub *v1alpha1.OfficialAccountSubscription) notify {
 		return func(c *pendingCount) { c.OnDelete(sub) }
@@ -67,6 +67,8 @@ func TestPendingCountFollowsTheInformer(t *testing.T) {
 			changes: []notify{add(event("a", snapshot)), add(event("b", nil))}, want: 1},
 		{name: "an event waiting only for a replay does not count",
 			changes: []notify{add(event("a", nil)), update(event("a", nil), event("a", waitsForReplay))}, want: 0},
+		{name: "a delete of an event never seen leaves no negative count",
+			changes: []notify{remove(event("a", nil))}, want: 0},
 		{name: "another namespace's events do not count",
 			changes: []notify{add(event("a", elsewhere)), update(event("a", elsewhere), event("a", elsewhere)), add(event("b", nil))}, want: 1},
 	}

@@ -1,6 +1,6 @@
 // Package backlog is how the leader tells every webhook replica how many stored events
-// are not yet complete: a ConfigMap it writes every few seconds from its cache, which the
-// webhooks read every few seconds. The webhooks hold no cache of events (a standby's
+// are not yet complete: a ConfigMap it writes every few seconds, counted as its informer
+// of events reports them, which the webhooks read every few seconds. The webhooks hold no cache of events (a standby's
 // memory must not grow with the backlog), and a LIST per callback would cost the API
 // server more than the create it guards.
 package backlog
@@ -16,7 +16,7 @@ import (
 // ConfigMapName is the ConfigMap, in the event namespace, that holds the count.
 const ConfigMapName = "officialaccount-operator-backlog"
 
-// Interval is how often the leader counts and the webhooks read.
+// Interval is how often the leader writes the count and the webhooks read it.
 const Interval = 2 * time.Second
 
 const (
@@ -24,8 +24,8 @@ const (
 	keyCountedAt = "countedAt"
 )
 
-// Count is the number of stored events not yet complete, as the leader's cache held them
-// at CountedAt.
+// Count is the number of stored events not yet complete, as the leader's informer had
+// reported them by CountedAt (a moment behind the API server, as any cache is).
 type Count struct {
 	Pending   int
 	CountedAt time.Time
