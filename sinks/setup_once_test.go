@@ -3,6 +3,7 @@ package sinks
 import (
 	"context"
 	"errors"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -40,12 +41,19 @@ func TestSetupOnceRunsUntilItSucceeds(t *testing.T) {
 }
 
 func TestSetupOnceRunsOnceForCallersAtOnce(t *testing.T) {
+	const callers = 16
 	s := newSetupOnce()
-	var runs atomic.Int32
+	var runs, arrived atomic.Int32
 	var wg sync.WaitGroup
-	for range 16 {
+	for range callers {
 		wg.Go(func() {
+			arrived.Add(1)
 			if err := s.Do(context.Background(), "the tables", func(context.Context) error {
+				// The setup lasts until every caller has come, so that the others wait
+				// for it rather than find it done.
+				for arrived.Load() < callers {
+					runtime.Gosched()
+				}
 				runs.Add(1)
 				return nil
 			}); err != nil {
