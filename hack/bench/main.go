@@ -135,8 +135,8 @@ func printTable(w io.Writer, r *results) {
 			r.Memory.Objects, r.Memory.PeakRSSMB, verdict(r.Memory.PeakRSSMB <= 256))
 	}
 	if r.Held != nil {
-		fmt.Fprintf(w, "| manager CPU at rest, %d events held by a suspended sink (%.0f s) | %.3f cores | | |\n",
-			r.Held.Events, r.Held.Seconds, r.Held.ManagerCores)
+		fmt.Fprintf(w, "| manager CPU at rest, %d events held by a suspended sink, %d cached (%.0f s) | %.3f cores | | |\n",
+			r.Held.Events, r.Held.Cached, r.Held.Seconds, r.Held.ManagerCores)
 	}
 }
 
