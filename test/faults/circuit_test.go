@@ -124,7 +124,11 @@ var _ = Describe("A sink down for 120 s with 2,000 events pending", func() {
 		AddReportEntry("drain", fmt.Sprintf("all %d delivered %s after the sink came back; the drain took %s, at most %d requests "+
 			"in one second; %d requests, %d events twice", events, time.Since(back).Round(time.Second), drain.Round(time.Second),
 			most, total, duplicates))
-		Expect(most).To(BeNumerically("<=", 60), "rateLimit {perSecond: 50, burst: 10}")
+		// The limiter admits at most 60 in any second (a burst of 10 and 50 more); the
+		// receiver sees them when they arrive, each a delivery's latency later, so a
+		// request admitted just before a second may arrive within it. 100 ms of that jitter
+		// is 5 more at 50 a second.
+		Expect(most).To(BeNumerically("<=", 60+5), "rateLimit {perSecond: 50, burst: 10}")
 		Expect(drain).To(BeNumerically(">=", 39*time.Second), "2,000 deliveries at 50 a second after a burst of 10")
 	})
 })
