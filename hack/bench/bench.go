@@ -352,7 +352,7 @@ func measureCeiling(ctx context.Context, c client.Client, cfg config, res *resul
 func measureReference(ctx context.Context, c client.Client, cfg config, meter *cpuMeter, prefix string,
 	then func(context.Context, client.Client, *v1alpha1.OfficialAccountSubscription) error) (float64, cpuCost, error) {
 	before := meter.sample()
-	created, elapsed, err := createObjects(ctx, c, "ceiling", prefix, cfg.N, cfg.C, then)
+	created, elapsed, err := createObjects(ctx, c, benchAccount, "ceiling", prefix, cfg.N, cfg.C, then)
 	if err != nil {
 		return 0, cpuCost{}, err
 	}
@@ -363,16 +363,16 @@ func measureReference(ctx context.Context, c client.Client, cfg config, meter *c
 	return float64(created) / elapsed.Seconds(), cost, nil
 }
 
-// createObjects creates n valid events in a namespace with c workers, calling then (when
-// not nil) on each after its create.
-func createObjects(ctx context.Context, c client.Client, namespace, prefix string, n, workers int,
+// createObjects creates n valid events of the account in a namespace with c workers,
+// calling then (when not nil) on each after its create.
+func createObjects(ctx context.Context, c client.Client, account, namespace, prefix string, n, workers int,
 	then func(context.Context, client.Client, *v1alpha1.OfficialAccountSubscription) error) (int, time.Duration, error) {
 	var created atomic.Int64
 	var firstErr error
 	var once sync.Once
 	start := time.Now()
 	forEachConcurrently(ctx, n, workers, func(i int) bool {
-		obj := sampleObject(namespace, fmt.Sprintf("%s-%d", prefix, i), i)
+		obj := accountObject(account, namespace, fmt.Sprintf("%s-%d", prefix, i), i)
 		err := c.Create(ctx, obj)
 		if err == nil && then != nil {
 			err = then(ctx, c, obj)
@@ -411,14 +411,23 @@ func deliveredStatus(generation int64, attempt int32) v1alpha1.OfficialAccountSu
 	return status
 }
 
+// benchAccount is the Official Account of the events the bench stores itself.
+const benchAccount = "@TOA#_bench"
+
+// sampleObject is the i-th valid event of benchAccount.
 func sampleObject(namespace, name string, i int) *v1alpha1.OfficialAccountSubscription {
+	return accountObject(benchAccount, namespace, name, i)
+}
+
+// accountObject is the i-th valid event of an account.
+func accountObject(account, namespace, name string, i int) *v1alpha1.OfficialAccountSubscription {
 	return &v1alpha1.OfficialAccountSubscription{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: namespace, Labels: map[string]string{
 			v1alpha1.LabelSDKAppID: benchApp, v1alpha1.LabelAction: "Subscribe",
-			v1alpha1.LabelOfficialAccountHash: v1alpha1.OfficialAccountHash("@TOA#_bench")}},
+			v1alpha1.LabelOfficialAccountHash: v1alpha1.OfficialAccountHash(account)}},
 		Spec: v1alpha1.OfficialAccountSubscriptionSpec{
 			SDKAppID: benchApp, CallbackCommand: webhookserver.CommandAfterAddSubscriber, Action: v1alpha1.ActionSubscribe,
-			OfficialAccount: "@TOA#_bench", OperatorAccount: "107867", Subscribers: []string{"jared", fmt.Sprintf("user-%d", i)},
+			OfficialAccount: account, OperatorAccount: "107867", Subscribers: []string{"jared", fmt.Sprintf("user-%d", i)},
 			SubscriberCount: 2, EventTime: 1670574414123 + int64(i), ClientIP: "127.0.0.1", OptPlatform: "RESTAPI",
 			ReceivedTime: metav1.Now(),
 		},
@@ -517,7 +526,7 @@ func fillForMemory(ctx context.Context, c client.Client, cfg config, res *result
 		return err
 	}
 	if missing := cfg.MemoryObjects - len(list.Items); missing > 0 {
-		if _, _, err := createObjects(ctx, c, eventNamespace, "memory", missing, cfg.C, nil); err != nil {
+		if _, _, err := createObjects(ctx, c, benchAccount, eventNamespace, "memory", missing, cfg.C, nil); err != nil {
 			return err
 		}
 	}

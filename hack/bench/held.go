@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
-	"sync"
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -33,9 +31,8 @@ type heldResult struct {
 
 // heldBacklog stores n events for a suspended sink, waits until the manager has
 // reconciled them all, and measures its CPU over rest (and profiles it, when profiles are
-// asked for). The sink is deleted at the end;
-// the events stay, as the memory phase's do, until the sustained phases empty the
-// namespace.
+// asked for). The sink is deleted at the end; the events stay, as the memory phase's do,
+// until the sustained phases empty the namespace.
 func heldBacklog(ctx context.Context, c client.Client, meter *cpuMeter, prof *profiler, n, workers int, rest time.Duration,
 	logf func(string, ...any)) (heldResult, error) {
 	var res heldResult
@@ -50,20 +47,8 @@ func heldBacklog(ctx context.Context, c client.Client, meter *cpuMeter, prof *pr
 	}
 	defer func() { _ = c.Delete(context.WithoutCancel(ctx), sink) }()
 
-	var firstErr error
-	var once sync.Once
-	forEachConcurrently(ctx, n, workers, func(i int) bool {
-		obj := sampleObject(eventNamespace, fmt.Sprintf("held-%d", i), i)
-		obj.Spec.OfficialAccount = heldAccount
-		obj.Labels[v1alpha1.LabelOfficialAccountHash] = v1alpha1.OfficialAccountHash(heldAccount)
-		if err := c.Create(ctx, obj); err != nil {
-			once.Do(func() { firstErr = err })
-			return false
-		}
-		return true
-	})
-	if firstErr != nil {
-		return res, firstErr
+	if _, _, err := createObjects(ctx, c, heldAccount, eventNamespace, "held", n, workers, nil); err != nil {
+		return res, err
 	}
 	if err := waitReconciled(ctx, c, 10*time.Minute, &res.Cached); err != nil {
 		return res, err

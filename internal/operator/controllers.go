@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
-	"slices"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -176,13 +174,20 @@ func newCacheWatchingEventsLean(cfg *rest.Config, opts cache.Options) (cache.Cac
 	events := v1alpha1.GroupVersion.WithKind("OfficialAccountSubscription").GroupKind()
 	for obj := range opts.ByObject {
 		// By kind, not Go type: an unstructured or metadata-only entry of events counts.
-		if gvk, err := apiutil.GVKForObject(obj, opts.Scheme); err != nil || gvk.GroupKind() == events {
+		gvk, err := apiutil.GVKForObject(obj, opts.Scheme)
+		if err != nil {
+			return nil, err
+		}
+		if gvk.GroupKind() == events {
 			return nil, errors.New("the lean watch of events applies no selector: the cache can have no ByObject entry for events")
 		}
 	}
-	namespace := slices.Collect(maps.Keys(opts.DefaultNamespaces))[0]
-	if c := opts.DefaultNamespaces[namespace]; c.LabelSelector != nil || c.FieldSelector != nil {
-		return nil, errors.New("the lean watch of events applies no selector: the cache's namespace can have none")
+	var namespace string
+	for ns, c := range opts.DefaultNamespaces { // the one
+		if c.LabelSelector != nil || c.FieldSelector != nil {
+			return nil, errors.New("the lean watch of events applies no selector: the cache's namespace can have none")
+		}
+		namespace = ns
 	}
 	watcher, err := leanclient.NewWatcher(cfg, opts.HTTPClient, opts.Scheme, namespace)
 	if err != nil {
