@@ -8,12 +8,14 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/uuid"
 	coordinationv1client "k8s.io/client-go/kubernetes/typed/coordination/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/leaderelection"
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
+	"k8s.io/client-go/util/retry"
 	ctrl "sigs.k8s.io/controller-runtime"
 )
 
@@ -124,16 +126,25 @@ const LostLeaseMessage = "lost the lease: cancelling the deliveries and stopping
 
 // releaseLease gives up a lease this replica still holds, as client-go's own release does
 // (no holder, a lease of one second), so that a standby takes over at once.
+//
+// A renewal the ended election cancelled may still land on the API server after the
+// release read the lease; the release then conflicts, and reads it again rather than
+// leaving a standby to wait out the lease.
 func releaseLease(lock resourcelock.Interface, timeout time.Duration, log logr.Logger) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	record, _, err := lock.Get(ctx)
-	if err != nil || record.HolderIdentity != lock.Identity() {
-		return // gone, or held by another: nothing of ours to release
-	}
-	now := metav1.NewTime(time.Now())
-	err = lock.Update(ctx, resourcelock.LeaderElectionRecord{LeaderTransitions: record.LeaderTransitions,
-		LeaseDurationSeconds: 1, RenewTime: now, AcquireTime: now})
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		record, _, err := lock.Get(ctx)
+		if apierrors.IsNotFound(err) || err == nil && record.HolderIdentity != lock.Identity() {
+			return nil // gone, or held by another: nothing of ours to release
+		}
+		if err != nil {
+			return err
+		}
+		now := metav1.NewTime(time.Now())
+		return lock.Update(ctx, resourcelock.LeaderElectionRecord{LeaderTransitions: record.LeaderTransitions,
+			LeaseDurationSeconds: 1, RenewTime: now, AcquireTime: now})
+	})
 	if err != nil {
 		log.Error(err, "releasing the lease; a standby takes over once it runs out")
 	}

@@ -3,12 +3,15 @@ package operator
 import (
 	"context"
 	"errors"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr/testr"
 	admissionv1 "k8s.io/api/admissionregistration/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/leaderelection/resourcelock"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -120,5 +123,62 @@ func TestAnOrderlyStopReleasesTheLeaseAfterTheTerm(t *testing.T) {
 	wait(t, done, 30*time.Second, "the campaign's end")
 	if got := holder(t, c); got != "" {
 		t.Fatalf("the lease is still held by %q after an orderly stop", got)
+	}
+}
+
+// lateRenewal is a lease lock whose first read is followed by a renewal landing on the
+// API server, as one the ended election cancelled on the client can land after it.
+type lateRenewal struct {
+	resourcelock.Interface
+	renew func()
+	once  sync.Once
+}
+
+func (l *lateRenewal) Get(ctx context.Context) (*resourcelock.LeaderElectionRecord, []byte, error) {
+	record, raw, err := l.Interface.Get(ctx)
+	l.once.Do(l.renew)
+	return record, raw, err
+}
+
+// A release that conflicts with a renewal landing late reads the lease again, rather
+// than leaving a standby to wait the lease out.
+func TestAReleaseOutlastsALateRenewal(t *testing.T) {
+	cfg, _ := testenv.StartForTest(t, testenv.NewEnvironment())
+	c, err := client.New(cfg, client.Options{Scheme: NewScheme()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lock, err := newLeaseLock(cfg, "default", testLeaseTimes.RenewDeadline)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := metav1.Now()
+	if err := lock.Create(context.Background(), resourcelock.LeaderElectionRecord{HolderIdentity: lock.Identity(),
+		LeaseDurationSeconds: 15, AcquireTime: now, RenewTime: now}); err != nil {
+		t.Fatal(err)
+	}
+	renewed := false
+	late := &lateRenewal{Interface: lock, renew: func() {
+		var lease coordinationv1.Lease
+		key := client.ObjectKey{Namespace: "default", Name: leaderElectionID}
+		if err := c.Get(context.Background(), key, &lease); err != nil {
+			t.Error(err)
+			return
+		}
+		lease.Spec.RenewTime = &metav1.MicroTime{Time: time.Now()}
+		if err := c.Update(context.Background(), &lease); err != nil {
+			t.Error(err)
+			return
+		}
+		renewed = true
+	}}
+
+	releaseLease(late, testLeaseTimes.RenewDeadline, testr.New(t))
+
+	if !renewed {
+		t.Fatal("the late renewal did not land: the test proves nothing")
+	}
+	if got := holder(t, c); got != "" {
+		t.Fatalf("the lease is still held by %q after a release that met a late renewal", got)
 	}
 }
