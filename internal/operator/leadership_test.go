@@ -181,4 +181,11 @@ func TestAReleaseOutlastsALateRenewal(t *testing.T) {
 	if got := holder(t, c); got != "" {
 		t.Fatalf("the lease is still held by %q after a release that met a late renewal", got)
 	}
+	var lease coordinationv1.Lease
+	if err := c.Get(context.Background(), client.ObjectKey{Namespace: "default", Name: leaderElectionID}, &lease); err != nil {
+		t.Fatal(err)
+	}
+	if got := ptr.Deref(lease.Spec.LeaseDurationSeconds, 0); got != 1 {
+		t.Fatalf("the released lease runs %d s, want 1: a standby would wait it out", got)
+	}
 }
