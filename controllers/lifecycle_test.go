@@ -3,6 +3,7 @@ package controllers_test
 import (
 	"context"
 	"net/http"
+	"slices"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -136,6 +137,16 @@ var _ = Describe("A sink's status", func() {
 		Expect(ready.Reason).To(Equal(v1alpha1.ReasonDeliveryErrors))
 		Expect(rejected.Status.LastError).To(ContainSubstring("400"))
 		Expect(rejected.Status.LastErrorTime).NotTo(BeNil())
+
+		// A sink that answers 503 (its circuit opens after a few) keeps its events pending,
+		// each attempted: retrying.
+		unavailable := testenv.NewReceiver(slices.Repeat([]int{http.StatusServiceUnavailable}, 100)...)
+		DeferCleanup(unavailable.Close)
+		thirdAccount := uniqueAccount()
+		newSink("status-retrying", thirdAccount, unavailable)
+		sendEvents(thirdAccount, 2)
+		Eventually(func() int32 { return sinkNamed("status-retrying").Status.Retrying }).Should(BeEquivalentTo(2))
+		Expect(sinkNamed("status-retrying").Status.Pending).To(BeEquivalentTo(2))
 
 		patch := client.MergeFrom(held.DeepCopy())
 		held.Spec.Suspend = false

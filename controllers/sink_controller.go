@@ -55,6 +55,11 @@ type SinkReconciler struct {
 	// Breakers are the sinks' circuit breakers, shared with the subscription reconciler.
 	Breakers *delivery.Breakers
 
+	// backlogs are the sinks' backlogs, kept by the events' informer; backlogsSynced
+	// reports whether they include every cached event yet.
+	backlogs       *sinkBacklogs
+	backlogsSynced func() bool
+
 	// checks remembers the last check of each built sink, so that the destination is
 	// checked when its configuration changes, or again while it fails, not every interval.
 	checks sync.Map // namespace/name -> checkResult
@@ -77,15 +82,15 @@ func (r *SinkReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
+	if !r.backlogsSynced() {
+		return ctrl.Result{RequeueAfter: time.Second}, nil // a count short of events is no count
+	}
 	original := sink.DeepCopy()
 	ready, err := r.readiness(ctx, &sink)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	backlog, err := countBacklog(ctx, r.Client, &sink)
-	if err != nil {
-		return ctrl.Result{}, fmt.Errorf("counting the backlog: %w", err)
-	}
+	backlog := r.backlogs.Of(req.NamespacedName)
 	key := delivery.SinkKey(&sink)
 	applySinkStatus(&sink, backlog, r.Activity.Of(key), r.Breakers.View(key), ready)
 	exportBacklog(key, backlog, time.Now())
@@ -175,6 +180,16 @@ func (r *SinkReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager)
 	if err != nil {
 		return err
 	}
+	events, err := mgr.GetCache().GetInformer(ctx, &v1alpha1.OfficialAccountSubscription{})
+	if err != nil {
+		return fmt.Errorf("the informer of events: %w", err)
+	}
+	r.backlogs = newSinkBacklogs()
+	registration, err := events.AddEventHandler(r.backlogs)
+	if err != nil {
+		return fmt.Errorf("counting the sinks' backlogs: %w", err)
+	}
+	r.backlogsSynced = registration.HasSynced
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&v1alpha1.SubscriptionSink{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.sinksNaming)).

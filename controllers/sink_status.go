@@ -1,64 +1,16 @@
 package controllers
 
 import (
-	"context"
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/chat-operators/officialaccount-operator/api/v1alpha1"
 	"github.com/chat-operators/officialaccount-operator/delivery"
 )
-
-// sinkBacklog is what the stored events wait for at one sink.
-type sinkBacklog struct {
-	pending, retrying, failed, deadLettered int32
-	oldestPending                           *metav1.Time
-}
-
-// countBacklog counts the sink's pending and failed events from the cache, by the indexes
-// the subscription reconciler keeps. The cached objects are read in place, not copied: a
-// count over tens of thousands of events every few seconds must stay cheap.
-func countBacklog(ctx context.Context, c client.Reader, sink *v1alpha1.SubscriptionSink) (sinkBacklog, error) {
-	var b sinkBacklog
-	var pending v1alpha1.OfficialAccountSubscriptionList
-	if err := c.List(ctx, &pending, client.InNamespace(sink.Namespace),
-		client.MatchingFields{pendingSinkIndex: sink.Name}, client.UnsafeDisableDeepCopy); err != nil {
-		return b, err
-	}
-	b.pending = int32(len(pending.Items))
-	for i := range pending.Items {
-		sub := &pending.Items[i]
-		if slices.ContainsFunc(sub.Status.Sinks, func(d v1alpha1.SinkDelivery) bool {
-			return d.TargetSink() == sink.Name && d.State == v1alpha1.DeliveryPending && d.Attempts > 0
-		}) {
-			b.retrying++ // an event counts once, like pending, though its dead letter may go here too
-		}
-		if since := delivery.PendingSince(sub, sink.Name); b.oldestPending == nil || since.Before(b.oldestPending) {
-			b.oldestPending = since.DeepCopy()
-		}
-	}
-	var failedList v1alpha1.OfficialAccountSubscriptionList
-	if err := c.List(ctx, &failedList, client.InNamespace(sink.Namespace),
-		client.MatchingFields{failedSinkIndex: sink.Name}, client.UnsafeDisableDeepCopy); err != nil {
-		return b, err
-	}
-	for i := range failedList.Items {
-		switch delivery.DeadLetterState(&failedList.Items[i], sink.Name) {
-		case v1alpha1.DeliveryDelivered:
-			b.deadLettered++
-		case v1alpha1.DeliveryPending: // on its way to the dead-letter sink, counted there
-		default:
-			b.failed++
-		}
-	}
-	return b, nil
-}
 
 // applySinkStatus writes the backlog, the last delivery and error, the circuit and the
 // conditions into the sink's status. ready is the configuration's and the destination

@@ -20,12 +20,9 @@ import (
 )
 
 // pendingSinkIndex indexes subscriptions by the sinks they still wait for, so that a sink
-// that is resumed or repaired wakes exactly those, and each sink's backlog is counted.
-// failedSinkIndex does the same for the sinks they gave up on.
-const (
-	pendingSinkIndex = "status.pendingSinks"
-	failedSinkIndex  = "status.failedSinks"
-)
+// that is resumed or repaired wakes exactly those. (A sink's backlog is counted by
+// sinkBacklogs, not from an index.)
+const pendingSinkIndex = "status.pendingSinks"
 
 // cacheCatchUpDelay is how long a reconcile that found the cache behind its own last
 // write waits before trying again.

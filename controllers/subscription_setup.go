@@ -39,10 +39,8 @@ func (r *SubscriptionReconciler) SetupWithManager(ctx context.Context, mgr ctrl.
 		Ledger:   r.Ledger, Activity: r.Activity, Recorder: r.Recorder, RecordDelivered: r.RecordDelivered, Now: r.Now,
 		Breakers: r.Breakers, Limits: &delivery.RateLimits{}, CircuitClosed: r.wakeWaiting,
 	}
-	for index, state := range map[string]v1alpha1.DeliveryState{pendingSinkIndex: v1alpha1.DeliveryPending, failedSinkIndex: v1alpha1.DeliveryFailed} {
-		if err := mgr.GetFieldIndexer().IndexField(ctx, &v1alpha1.OfficialAccountSubscription{}, index, sinksIn(state)); err != nil {
-			return err
-		}
+	if err := mgr.GetFieldIndexer().IndexField(ctx, &v1alpha1.OfficialAccountSubscription{}, pendingSinkIndex, pendingSinks); err != nil {
+		return err
 	}
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&v1alpha1.OfficialAccountSubscription{}, builder.WithPredicates(
@@ -56,19 +54,16 @@ func (r *SubscriptionReconciler) SetupWithManager(ctx context.Context, mgr ctrl.
 		Complete(r)
 }
 
-// sinksIn indexes an event by the sinks whose delivery is in the state. A replay's failed
-// delivery is the replay's to report (and no retry annotation re-sends it), so it is not
-// counted among the sink's failed events.
-func sinksIn(state v1alpha1.DeliveryState) client.IndexerFunc {
-	return func(obj client.Object) []string {
-		var names []string
-		for _, d := range obj.(*v1alpha1.OfficialAccountSubscription).Status.Sinks {
-			if d.State == state && (d.Replay == "" || state != v1alpha1.DeliveryFailed) {
-				names = append(names, d.TargetSink())
-			}
+// pendingSinks indexes an event by the sinks whose delivery is pending, a replay's
+// included.
+func pendingSinks(obj client.Object) []string {
+	var names []string
+	for _, d := range obj.(*v1alpha1.OfficialAccountSubscription).Status.Sinks {
+		if d.State == v1alpha1.DeliveryPending {
+			names = append(names, d.TargetSink())
 		}
-		return names
 	}
+	return names
 }
 
 // WaitForDeliveries waits, until the deadline at most, for the deliveries under way to end
