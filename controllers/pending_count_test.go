@@ -4,7 +4,6 @@ import (
 	"testing"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	toolscache "k8s.io/client-go/tools/cache"
 
 	"github.com/chat-operators/officialaccount-operator/api/v1alpha1"
 )
@@ -31,46 +30,30 @@ func TestPendingCountFollowsTheInformer(t *testing.T) {
 	}
 	elsewhere := func(sub *v1alpha1.OfficialAccountSubscription) { sub.Namespace = "other" }
 
-	type notify func(c *pendingCount)
-	add := func(sub *v1alpha1.OfficialAccountSubscription) notify {
-		return func(c *pendingCount) { c.OnAdd(sub, false) }
-	}
-	update := func(before, after *v1alpha1.OfficialAccountSubscription) notify {
-		return func(c *pendingCount) { c.OnUpdate(before, after) }
-	}
-	remove := func(sub *v1alpha1.OfficialAccountSubscription) notify {
-		return func(c *pendingCount) { c.OnDelete(sub) }
-	}
-	missedDelete := func(sub *v1alpha1.OfficialAccountSubscription) notify {
-		return func(c *pendingCount) {
-			c.OnDelete(toolscache.DeletedFinalStateUnknown{Key: ns + "/" + sub.Name, Obj: sub})
-		}
-	}
-
 	tests := []struct {
 		name    string
 		changes []notify
 		want    int
 	}{
-		{name: "stored events count", changes: []notify{add(event("a", nil)), add(event("b", nil))}, want: 2},
+		{name: "stored events count", changes: []notify{added(event("a", nil)), added(event("b", nil))}, want: 2},
 		{name: "a completed event leaves the count",
-			changes: []notify{add(event("a", nil)), add(event("b", nil)), update(event("a", nil), event("a", completed))}, want: 1},
+			changes: []notify{added(event("a", nil)), added(event("b", nil)), updated(event("a", nil), event("a", completed))}, want: 1},
 		{name: "a retried event comes back into the count",
-			changes: []notify{add(event("a", completed)), update(event("a", completed), event("a", nil))}, want: 1},
+			changes: []notify{added(event("a", completed)), updated(event("a", completed), event("a", nil))}, want: 1},
 		{name: "an update that changes nothing that counts moves nothing",
-			changes: []notify{add(event("a", nil)), update(event("a", nil), event("a", nil))}, want: 1},
+			changes: []notify{added(event("a", nil)), updated(event("a", nil), event("a", nil))}, want: 1},
 		{name: "a deleted event leaves the count, completed or not",
-			changes: []notify{add(event("a", nil)), add(event("b", completed)), remove(event("a", nil)), remove(event("b", completed))}, want: 0},
+			changes: []notify{added(event("a", nil)), added(event("b", completed)), deleted(event("a", nil)), deleted(event("b", completed))}, want: 0},
 		{name: "a delete the informer missed leaves it too",
-			changes: []notify{add(event("a", nil)), add(event("b", nil)), missedDelete(event("a", nil))}, want: 1},
+			changes: []notify{added(event("a", nil)), added(event("b", nil)), deletedUnseen(event("a", nil))}, want: 1},
 		{name: "snapshot parts have a budget of their own",
-			changes: []notify{add(event("a", snapshot)), add(event("b", nil))}, want: 1},
+			changes: []notify{added(event("a", snapshot)), added(event("b", nil))}, want: 1},
 		{name: "an event waiting only for a replay does not count",
-			changes: []notify{add(event("a", nil)), update(event("a", nil), event("a", waitsForReplay))}, want: 0},
+			changes: []notify{added(event("a", nil)), updated(event("a", nil), event("a", waitsForReplay))}, want: 0},
 		{name: "a delete of an event never seen leaves no negative count",
-			changes: []notify{remove(event("a", nil))}, want: 0},
+			changes: []notify{deleted(event("a", nil))}, want: 0},
 		{name: "another namespace's events do not count",
-			changes: []notify{add(event("a", elsewhere)), update(event("a", elsewhere), event("a", elsewhere)), add(event("b", nil))}, want: 1},
+			changes: []notify{added(event("a", elsewhere)), updated(event("a", elsewhere), event("a", elsewhere)), added(event("b", nil))}, want: 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -9,7 +9,6 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	toolscache "k8s.io/client-go/tools/cache"
 
 	"github.com/chat-operators/officialaccount-operator/api/v1alpha1"
 )
@@ -112,22 +111,6 @@ func TestSinkBacklogsFollowTheInformer(t *testing.T) {
 		return sub
 	}
 
-	type notify func(b *sinkBacklogs)
-	add := func(sub *v1alpha1.OfficialAccountSubscription) notify {
-		return func(b *sinkBacklogs) { b.OnAdd(sub, false) }
-	}
-	update := func(before, after *v1alpha1.OfficialAccountSubscription) notify {
-		return func(b *sinkBacklogs) { b.OnUpdate(before, after) }
-	}
-	remove := func(sub *v1alpha1.OfficialAccountSubscription) notify {
-		return func(b *sinkBacklogs) { b.OnDelete(sub) }
-	}
-	missedDelete := func(sub *v1alpha1.OfficialAccountSubscription) notify {
-		return func(b *sinkBacklogs) {
-			b.OnDelete(toolscache.DeletedFinalStateUnknown{Key: sub.Namespace + "/" + sub.Name, Obj: sub})
-		}
-	}
-
 	tests := []struct {
 		name    string
 		changes []notify
@@ -136,32 +119,32 @@ func TestSinkBacklogsFollowTheInformer(t *testing.T) {
 	}{
 		{name: "no events, no backlog"},
 		{name: "stored events are pending since the oldest was received",
-			changes: []notify{add(eventWith("a", pending)), add(older(eventWith("b", retrying)))},
+			changes: []notify{added(eventWith("a", pending)), added(older(eventWith("b", retrying)))},
 			want:    sinkBacklog{pending: 2, retrying: 1}.withOldest(received.Add(-time.Hour))},
 		{name: "a delivered event leaves the backlog, and the oldest with it",
-			changes: []notify{add(eventWith("a", pending)), add(older(eventWith("b", pending))),
-				update(older(eventWith("b", pending)), older(eventWith("b", delivered)))},
+			changes: []notify{added(eventWith("a", pending)), added(older(eventWith("b", pending))),
+				updated(older(eventWith("b", pending)), older(eventWith("b", delivered)))},
 			want: sinkBacklog{pending: 1}.withOldest(received.Time)},
 		{name: "a failed event is failed, a dead-lettered one dead-lettered",
-			changes: []notify{add(eventWith("a", pending)), update(eventWith("a", pending), eventWith("a", failed)),
-				add(eventWith("b", failed, deadLettered))},
+			changes: []notify{added(eventWith("a", pending)), updated(eventWith("a", pending), eventWith("a", failed)),
+				added(eventWith("b", failed, deadLettered))},
 			want: sinkBacklog{failed: 1, deadLettered: 1}},
 		{name: "a retried event comes back into the backlog",
-			changes: []notify{add(eventWith("a", failed)), update(eventWith("a", failed), eventWith("a", pending))},
+			changes: []notify{added(eventWith("a", failed)), updated(eventWith("a", failed), eventWith("a", pending))},
 			want:    sinkBacklog{pending: 1}.withOldest(received.Time)},
 		{name: "a deleted event leaves the backlog",
-			changes: []notify{add(eventWith("a", pending)), add(eventWith("b", failed)), remove(eventWith("a", pending))},
+			changes: []notify{added(eventWith("a", pending)), added(eventWith("b", failed)), deleted(eventWith("a", pending))},
 			want:    sinkBacklog{failed: 1}},
 		{name: "a delete the informer missed leaves it too",
-			changes: []notify{add(eventWith("a", pending)), missedDelete(eventWith("a", pending))}},
+			changes: []notify{added(eventWith("a", pending)), deletedUnseen(eventWith("a", pending))}},
 		{name: "an event stored again under its name while the watch was down replaces the old",
-			changes: []notify{add(older(eventWith("a", pending))), update(older(eventWith("a", pending)), storedAgain(eventWith("a", pending)))},
+			changes: []notify{added(older(eventWith("a", pending))), updated(older(eventWith("a", pending)), storedAgain(eventWith("a", pending)))},
 			want:    sinkBacklog{pending: 1}.withOldest(received.Time)},
 		{name: "an event both pending and failed at a sink counts as both",
-			changes: []notify{add(eventWith("a", failed, deadLetterPending, v1alpha1.SinkDelivery{Name: "dls", State: v1alpha1.DeliveryFailed}))},
+			changes: []notify{added(eventWith("a", failed, deadLetterPending, v1alpha1.SinkDelivery{Name: "dls", State: v1alpha1.DeliveryFailed}))},
 			sink:    "dls", want: sinkBacklog{pending: 1, failed: 1}.withOldest(received.Time)},
 		{name: "a sink of the same name in another namespace is another sink",
-			changes: []notify{add(eventWith("a", pending)), add(elsewhere(eventWith("b", pending)))},
+			changes: []notify{added(eventWith("a", pending)), added(elsewhere(eventWith("b", pending)))},
 			want:    sinkBacklog{pending: 1}.withOldest(received.Time)},
 	}
 	for _, tt := range tests {
