@@ -70,19 +70,15 @@ func applyFlowSchema(ctx context.Context, c client.Client) error {
 // from its apiserver_flowcontrol_dispatched_requests_total: the proof that a FlowSchema
 // matched.
 func dispatchedAt(ctx context.Context, rc rest.Interface, level string) (float64, error) {
-	body, err := rc.Get().AbsPath("/metrics").DoRaw(ctx)
+	metrics, err := readAPIMetrics(ctx, rc)
 	if err != nil {
 		return 0, err
 	}
 	var total float64
-	prefix := "apiserver_flowcontrol_dispatched_requests_total{"
-	for _, line := range strings.Split(string(body), "\n") {
-		if strings.HasPrefix(line, prefix) && strings.Contains(line, `priority_level="`+level+`"`) {
-			var n float64
-			if _, err := fmt.Sscan(line[strings.LastIndexByte(line, ' ')+1:], &n); err == nil {
-				total += n
-			}
+	metrics.counters("apiserver_flowcontrol_dispatched_requests_total", func(labels map[string]string, n float64) {
+		if labels["priority_level"] == level {
+			total += n
 		}
-	}
+	})
 	return total, nil
 }

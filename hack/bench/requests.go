@@ -1,12 +1,9 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"fmt"
-	"regexp"
 	"sort"
-	"strconv"
 	"strings"
 
 	"k8s.io/client-go/rest"
@@ -16,30 +13,16 @@ import (
 // own apiserver_request_total: what each phase cost in requests, beside its CPU.
 type requestCounts map[string]float64
 
-var requestSeries = regexp.MustCompile(`^apiserver_request_total\{(.*)\} ([0-9.e+]+)$`)
-
 // countRequests reads the API server's request counters, watches left out.
 func countRequests(ctx context.Context, rc rest.Interface) (requestCounts, error) {
-	body, err := rc.Get().AbsPath("/metrics").DoRaw(ctx)
+	metrics, err := readAPIMetrics(ctx, rc)
 	if err != nil {
 		return nil, err
 	}
 	counts := requestCounts{}
-	scanner := bufio.NewScanner(strings.NewReader(string(body)))
-	scanner.Buffer(make([]byte, 1<<20), 1<<20)
-	for scanner.Scan() {
-		m := requestSeries.FindStringSubmatch(scanner.Text())
-		if m == nil {
-			continue
-		}
-		labels := map[string]string{}
-		for _, kv := range strings.Split(m[1], ",") {
-			if k, v, ok := strings.Cut(kv, "="); ok {
-				labels[k] = strings.Trim(v, `"`)
-			}
-		}
+	metrics.counters("apiserver_request_total", func(labels map[string]string, n float64) {
 		if labels["verb"] == "WATCH" || labels["resource"] == "" {
-			continue
+			return
 		}
 		key := labels["verb"] + " " + labels["resource"]
 		if labels["subresource"] != "" {
@@ -48,10 +31,9 @@ func countRequests(ctx context.Context, rc rest.Interface) (requestCounts, error
 		if !strings.HasPrefix(labels["code"], "2") {
 			key += " (" + labels["code"] + ")"
 		}
-		n, _ := strconv.ParseFloat(m[2], 64)
 		counts[key] += n
-	}
-	return counts, scanner.Err()
+	})
+	return counts, nil
 }
 
 // perEvent is the requests made since before, per event, largest first, as "VERB
