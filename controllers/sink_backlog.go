@@ -27,9 +27,9 @@ type backlogShare struct {
 
 // sinkBacklogs holds, for every sink, the share of each event that waits for it or gave
 // up on it, kept up to date by the events' informer (it is one of the informer's event
-// handlers). A sink's status is summed from its shares, a few bytes each: counting by
-// listing the cache copied every event the sink waits for every interval, 20,000 or more
-// on the day it is down.
+// handlers). A sink's status is summed from its shares, about 130 bytes each: counting
+// by listing the cache copied every event the sink waits for every interval, 20,000 or
+// more on the day it is down.
 type sinkBacklogs struct {
 	mu     sync.Mutex
 	bySink map[types.NamespacedName]map[types.UID]backlogShare
