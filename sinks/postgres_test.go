@@ -189,15 +189,23 @@ func TestPostgresDownThenUpIsRetried(t *testing.T) {
 func TestPostgresADeliveryWaitingOnALockEndsWithinTheTimeout(t *testing.T) {
 	pg := startPostgres(t)
 	ctx := context.Background()
+	// The tables and a first row are made by a sink with time to spare: on a loaded
+	// machine, connecting and creating them can take longer than the timeout under test.
+	setup, err := NewPostgres(pg.DSN(pg.Password), "", true, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = setup.Deliver(ctx, pgEvent("oasub-before", v1alpha1.ActionSubscribe, 1, "jared"))
+	setup.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
 	const timeout = 500 * time.Millisecond
 	sink, err := NewPostgres(pg.DSN(pg.Password), "", true, timeout)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { sink.Close() })
-	if err := sink.Deliver(ctx, pgEvent("oasub-before", v1alpha1.ActionSubscribe, 1, "jared")); err != nil {
-		t.Fatal(err)
-	}
 	locker := connect(t, pg)
 	tx, err := locker.Begin(ctx)
 	if err != nil {

@@ -73,8 +73,8 @@ func heldBacklog(ctx context.Context, c client.Client, meter *cpuMeter, prof *pr
 	case <-time.After(rest):
 	}
 	after := meter.sample()
+	res.Seconds = time.Since(start).Seconds() // the CPU's interval, not the profile's wait
 	profiled()
-	res.Seconds = time.Since(start).Seconds()
 	res.ManagerCores = (after.seconds[roleManager] - before.seconds[roleManager]) / res.Seconds
 	return res, nil
 }

@@ -1,8 +1,8 @@
 // Package backlog is how the leader tells every webhook replica how many stored events
 // are not yet complete: a ConfigMap it writes every few seconds, counted as its informer
-// of events reports them, which the webhooks read every few seconds. The webhooks hold no cache of events (a standby's
-// memory must not grow with the backlog), and a LIST per callback would cost the API
-// server more than the create it guards.
+// of events reports them, which the webhooks read every few seconds. The webhooks hold
+// no cache of events (a standby's memory must not grow with the backlog), and a LIST per
+// callback would cost the API server more than the create it guards.
 package backlog
 
 import (
